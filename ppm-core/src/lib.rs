@@ -2,5 +2,21 @@
 
 pub mod config;
 pub mod error;
+pub mod filter;
 pub mod store;
 pub mod validate;
+
+pub use async_trait::async_trait;
+pub use filter::Result;
+
+/// The HTTP types that appear in ppm-core's API, re-exported so users never
+/// depend on a second version.
+pub mod http {
+    pub use ::http::*;
+    pub use pingora_http::{RequestHeader, ResponseHeader};
+}
+
+pub use pingora_core;
+pub use pingora_error;
+pub use pingora_load_balancing;
+pub use pingora_proxy;

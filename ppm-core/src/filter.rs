@@ -647,7 +647,7 @@ impl FilterChain {
     /// Sorts `entries` by priority (stable: equal priorities keep their
     /// order) and splits them by phase.
     pub fn new(mut entries: Vec<FilterEntry>) -> Self {
-        entries.sort_by(|a, b| b.priority.cmp(&a.priority));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.priority));
         let mut chain = FilterChain::default();
         for e in entries {
             let p = e.filter.phases();

@@ -1,9 +1,14 @@
 //! ppm-core: the ppm proxy engine.
 
+pub mod compile;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod filter;
+pub mod forwarded;
+pub mod router;
 pub mod store;
+pub mod upstream;
 pub mod validate;
 
 pub use async_trait::async_trait;

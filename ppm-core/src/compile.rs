@@ -1,0 +1,1182 @@
+//! The config compiler: validates a stored [`Config`] and builds the runtime
+//! [`CompiledConfig`] the proxy reads.
+//!
+//! Compilation never panics and reports every problem it finds with a field
+//! path (`proxy_hosts[3].upstreams[0].port: must be 1..=65535`). Filters named
+//! in the config are built through a [`FilterRegistry`]; model fields such as
+//! `ssl_forced` or `access_list_id` attach the built-in kinds listed in
+//! [`filter::kinds`](crate::filter::kinds).
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::{Regex, RegexBuilder};
+use serde_json::json;
+
+use crate::config::{
+    Balancing, Config, DefaultSite, FilterSpec, HashKey, HeaderRule, HealthCheck, HealthCheckKind,
+    Id, Location, MatchKind, ProxyHost, Scheme, Timeouts, Upstream,
+};
+use crate::error::{ConfigError, FieldError};
+use crate::filter::{
+    kinds, BuildContext, FilterChain, FilterEntry, FilterRegistry, FilterResponse, RouteKind,
+};
+use crate::forwarded::TrustedProxies;
+use crate::router::{HostTable, LocationMatcher, PathPattern};
+use crate::store::Snapshot;
+use crate::upstream::{GroupMap, GroupSpec, MemberSpec, UpstreamGroup};
+use crate::validate;
+
+/// Default upstream connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default upstream read timeout.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default upstream write timeout.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest timeout a config may set, in milliseconds (one hour).
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+/// Most retries a host may set.
+pub const MAX_RETRIES: u32 = 10;
+/// Largest weight an upstream may have.
+pub const MAX_WEIGHT: u32 = 1000;
+/// Size limit of a compiled location regex, in bytes.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Resolved upstream timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResolvedTimeouts {
+    /// Connect timeout.
+    pub connect: Duration,
+    /// Read timeout.
+    pub read: Duration,
+    /// Write timeout.
+    pub write: Duration,
+}
+
+impl ResolvedTimeouts {
+    fn from(t: &Timeouts, base: &ResolvedTimeouts) -> Self {
+        ResolvedTimeouts {
+            connect: t.connect_ms.map_or(base.connect, Duration::from_millis),
+            read: t.read_ms.map_or(base.read, Duration::from_millis),
+            write: t.write_ms.map_or(base.write, Duration::from_millis),
+        }
+    }
+}
+
+impl Default for ResolvedTimeouts {
+    fn default() -> Self {
+        ResolvedTimeouts {
+            connect: DEFAULT_CONNECT_TIMEOUT,
+            read: DEFAULT_READ_TIMEOUT,
+            write: DEFAULT_WRITE_TIMEOUT,
+        }
+    }
+}
+
+/// How a matched location rewrites the path.
+#[derive(Debug, Clone)]
+pub(crate) enum Rewrite {
+    /// Replace the matched prefix with this.
+    Prefix(String),
+    /// Regex replacement with `$1` groups.
+    Regex(Regex, String),
+}
+
+/// Where a proxied request goes and how.
+#[derive(Debug, Clone)]
+pub(crate) struct Upstreaming {
+    pub group: Arc<UpstreamGroup>,
+    pub timeouts: ResolvedTimeouts,
+    pub hash_key: HashKey,
+}
+
+/// A compiled location.
+#[derive(Debug, Clone)]
+pub(crate) struct LocationRoute {
+    pub upstream: Upstreaming,
+    pub rewrite: Option<Rewrite>,
+    pub chain: FilterChain,
+}
+
+/// A compiled host (any kind) or the default site.
+#[derive(Debug, Clone)]
+pub(crate) struct HostEntry {
+    pub kind: RouteKind,
+    pub id: Id,
+    /// Global and host filters, by priority.
+    pub chain: FilterChain,
+    /// Present for proxy hosts.
+    pub proxy: Option<ProxyRoute>,
+    /// Redirect answered when no filter did (default site redirects).
+    pub fallback: Option<FilterResponse>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ProxyRoute {
+    pub upstream: Upstreaming,
+    pub max_body_size: Option<u64>,
+    pub websocket: bool,
+    pub retries: u32,
+    pub locations: LocationMatcher,
+    pub location_routes: Vec<LocationRoute>,
+}
+
+/// The runtime form of a config: everything a request needs, reachable from
+/// one `Arc`.
+#[derive(Debug)]
+pub struct CompiledConfig {
+    revision: u64,
+    source: Arc<Config>,
+    pub(crate) hosts: HostTable,
+    pub(crate) entries: Vec<HostEntry>,
+    /// Index into `entries` of the default site.
+    pub(crate) default_entry: usize,
+    pub(crate) global: FilterChain,
+    pub(crate) trusted: TrustedProxies,
+    pub(crate) groups: GroupMap,
+}
+
+impl CompiledConfig {
+    /// The revision this config was compiled from.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The stored config this was compiled from.
+    pub fn source(&self) -> &Arc<Config> {
+        &self.source
+    }
+
+    /// Number of host names routed.
+    pub fn host_names(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// The trusted proxies.
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.trusted
+    }
+
+    /// Looks up a `Host` value: the kind and id of the host it routes to,
+    /// or `None` when the default site applies.
+    pub fn route_host(&self, host: &str) -> Option<(RouteKind, Id)> {
+        let i = self.hosts.lookup(host)? as usize;
+        self.entries.get(i).map(|e| (e.kind, e.id))
+    }
+
+    /// Every upstream group in use, each once.
+    pub fn groups(&self) -> impl Iterator<Item = &Arc<UpstreamGroup>> {
+        self.groups.values()
+    }
+
+    /// An empty config: every request gets the default 404.
+    pub fn empty() -> Self {
+        CompiledConfig {
+            revision: 0,
+            source: Arc::new(Config::default()),
+            hosts: HostTable::new(),
+            entries: vec![HostEntry {
+                kind: RouteKind::Default,
+                id: 0,
+                chain: FilterChain::default(),
+                proxy: None,
+                fallback: None,
+            }],
+            default_entry: 0,
+            global: FilterChain::default(),
+            trusted: TrustedProxies::default(),
+            groups: GroupMap::new(),
+        }
+    }
+}
+
+/// Options for [`compile`].
+#[derive(Debug, Clone, Copy)]
+pub struct CompileOptions<'a> {
+    /// The filter kinds config may use.
+    pub registry: &'a FilterRegistry,
+    /// Global filter instances added by the embedder (not in the config).
+    pub global_filters: &'a [FilterEntry],
+    /// The config serving now, whose upstream groups are reused when their
+    /// spec is unchanged (keeping health state and counters).
+    pub previous: Option<&'a CompiledConfig>,
+}
+
+/// Checks a config without building filters or resolving host names: the
+/// checks every entry point (API, import) should run before storing.
+pub fn validate(config: &Config) -> Result<(), ConfigError> {
+    let mut errs = Errors::default();
+    check_model(config, &mut errs);
+    errs.finish()
+}
+
+/// Validates `snapshot` and compiles it.
+pub fn compile(
+    snapshot: &Snapshot,
+    opts: CompileOptions<'_>,
+) -> Result<CompiledConfig, ConfigError> {
+    let config = &snapshot.config;
+    let mut errs = Errors::default();
+    check_model(config, &mut errs);
+    if !errs.0.is_empty() {
+        return Err(ConfigError::new(errs.0));
+    }
+    let mut c = Compiler {
+        config,
+        opts,
+        errs,
+        groups: GroupMap::new(),
+    };
+    let out = c.run(snapshot.revision);
+    c.errs.finish()?;
+    out.ok_or_else(|| ConfigError::single("", "compilation failed"))
+}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.0.push(FieldError::new(path, msg));
+    }
+    fn finish(self) -> Result<(), ConfigError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::new(self.0))
+        }
+    }
+}
+
+fn check_model(config: &Config, errs: &mut Errors) {
+    let allow_ll = config.settings.allow_link_local_upstreams;
+    let cert_ids: HashSet<Id> = config.certificates.iter().map(|c| c.id).collect();
+    let acl_ids: HashSet<Id> = config.access_lists.iter().map(|a| a.id).collect();
+    let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut check_names = |domains: &[String], owner: String, enabled: bool, errs: &mut Errors| {
+        if domains.is_empty() {
+            errs.push(
+                format!("{owner}.domain_names"),
+                "needs at least one domain name",
+            );
+        }
+        for (j, d) in domains.iter().enumerate() {
+            let path = format!("{owner}.domain_names[{j}]");
+            match validate::domain_name(d) {
+                Err(m) => errs.push(path, m),
+                Ok(n) if enabled => {
+                    if let Some(prev) = names.get(&n) {
+                        errs.push(path, format!("`{n}` is already used by {prev}"));
+                    } else {
+                        names.insert(n, owner.clone());
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+    };
+    let check_cert = |id: Option<Id>, path: String, errs: &mut Errors| {
+        if let Some(id) = id {
+            if !cert_ids.contains(&id) {
+                errs.push(path, format!("certificate {id} does not exist"));
+            }
+        }
+    };
+    for (i, h) in config.proxy_hosts.iter().enumerate() {
+        let p = format!("proxy_hosts[{i}]");
+        check_names(&h.domain_names, p.clone(), h.enabled, errs);
+        check_cert(h.certificate_id, format!("{p}.certificate_id"), errs);
+        if let Some(id) = h.access_list_id {
+            if !acl_ids.contains(&id) {
+                errs.push(
+                    format!("{p}.access_list_id"),
+                    format!("access list {id} does not exist"),
+                );
+            }
+        }
+        if h.upstreams.is_empty() {
+            errs.push(format!("{p}.upstreams"), "needs at least one upstream");
+        }
+        check_upstreams(&h.upstreams, &p, allow_ll, errs);
+        check_balancing(&h.balancing, &format!("{p}.balancing"), errs);
+        if let Some(sni) = &h.upstream_sni {
+            if let Err(m) = validate::upstream_host(sni, true) {
+                errs.push(format!("{p}.upstream_sni"), m);
+            }
+        }
+        if let Some(hc) = &h.health_check {
+            check_health(hc, &format!("{p}.health_check"), errs);
+        }
+        if !(1..=100).contains(&h.passive_health.max_fails) {
+            errs.push(format!("{p}.passive_health.max_fails"), "must be 1..=100");
+        }
+        if !(100..=MAX_TIMEOUT_MS).contains(&h.passive_health.fail_timeout_ms) {
+            errs.push(
+                format!("{p}.passive_health.fail_timeout_ms"),
+                format!("must be 100..={MAX_TIMEOUT_MS}"),
+            );
+        }
+        if h.retries > MAX_RETRIES {
+            errs.push(format!("{p}.retries"), format!("must be 0..={MAX_RETRIES}"));
+        }
+        check_timeouts(&h.timeouts, &format!("{p}.timeouts"), errs);
+        check_headers(&h.request_headers, &format!("{p}.request_headers"), errs);
+        check_headers(&h.response_headers, &format!("{p}.response_headers"), errs);
+        check_filters(&h.filters, &format!("{p}.filters"), errs);
+        for (j, l) in h.locations.iter().enumerate() {
+            check_location(l, &format!("{p}.locations[{j}]"), allow_ll, errs);
+        }
+    }
+    for (i, h) in config.redirection_hosts.iter().enumerate() {
+        let p = format!("redirection_hosts[{i}]");
+        check_names(&h.domain_names, p.clone(), h.enabled, errs);
+        check_cert(h.certificate_id, format!("{p}.certificate_id"), errs);
+        if ![301, 302, 307, 308].contains(&h.status) {
+            errs.push(format!("{p}.status"), "must be 301, 302, 307 or 308");
+        }
+        if let Err(m) = validate::host_port(&h.forward_domain) {
+            errs.push(format!("{p}.forward_domain"), m);
+        }
+        check_filters(&h.filters, &format!("{p}.filters"), errs);
+    }
+    for (i, h) in config.dead_hosts.iter().enumerate() {
+        let p = format!("dead_hosts[{i}]");
+        check_names(&h.domain_names, p.clone(), h.enabled, errs);
+        check_cert(h.certificate_id, format!("{p}.certificate_id"), errs);
+        check_filters(&h.filters, &format!("{p}.filters"), errs);
+    }
+    for (i, a) in config.access_lists.iter().enumerate() {
+        let p = format!("access_lists[{i}]");
+        for (j, r) in a.rules.iter().enumerate() {
+            if r.address != "all" {
+                if let Err(m) = validate::cidr(&r.address) {
+                    errs.push(format!("{p}.rules[{j}].address"), m);
+                }
+            }
+        }
+        for (j, u) in a.users.iter().enumerate() {
+            if u.username.is_empty() || u.username.contains(':') || u.username.len() > 255 {
+                errs.push(
+                    format!("{p}.users[{j}].username"),
+                    "must be 1 to 255 characters without `:`",
+                );
+            }
+        }
+    }
+    let mut ports: std::collections::HashMap<(u16, bool), usize> = Default::default();
+    for (i, s) in config.streams.iter().enumerate() {
+        let p = format!("streams[{i}]");
+        if s.incoming_port == 0 {
+            errs.push(format!("{p}.incoming_port"), "must be 1..=65535");
+        }
+        if s.bind_address.parse::<IpAddr>().is_err() {
+            errs.push(format!("{p}.bind_address"), "must be an IP address");
+        }
+        if s.upstreams.is_empty() {
+            errs.push(format!("{p}.upstreams"), "needs at least one upstream");
+        }
+        check_upstreams(&s.upstreams, &p, allow_ll, errs);
+        if let Some(id) = s.access_list_id {
+            if !acl_ids.contains(&id) {
+                errs.push(
+                    format!("{p}.access_list_id"),
+                    format!("access list {id} does not exist"),
+                );
+            }
+        }
+        check_cert(s.certificate_id, format!("{p}.certificate_id"), errs);
+        if let Some(v) = s.proxy_protocol {
+            if v != 1 && v != 2 {
+                errs.push(format!("{p}.proxy_protocol"), "must be 1 or 2");
+            }
+        }
+        if s.enabled {
+            use crate::config::StreamProtocol as P;
+            let (tcp, udp) = match s.protocol {
+                P::Tcp => (true, false),
+                P::Udp => (false, true),
+                P::Both => (true, true),
+            };
+            for (proto, on) in [(false, tcp), (true, udp)] {
+                if on {
+                    if let Some(prev) = ports.insert((s.incoming_port, proto), i) {
+                        errs.push(
+                            format!("{p}.incoming_port"),
+                            format!(
+                                "port {} is already used by streams[{prev}]",
+                                s.incoming_port
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for (i, t) in config.settings.trusted_proxies.iter().enumerate() {
+        if let Err(m) = validate::cidr(t) {
+            errs.push(format!("settings.trusted_proxies[{i}]"), m);
+        }
+    }
+    check_filters(&config.settings.filters, "settings.filters", errs);
+    match &config.settings.default_site {
+        DefaultSite::Redirect { url } => {
+            if let Err(m) = validate::http_url(url) {
+                errs.push("settings.default_site.url", m);
+            }
+        }
+        DefaultSite::Host { host_id }
+            if !config
+                .proxy_hosts
+                .iter()
+                .any(|h| h.id == *host_id && h.enabled) =>
+        {
+            errs.push(
+                "settings.default_site.host_id",
+                format!("enabled proxy host {host_id} does not exist"),
+            );
+        }
+        _ => {}
+    }
+}
+
+fn check_upstreams(ups: &[Upstream], p: &str, allow_ll: bool, errs: &mut Errors) {
+    if ups.len() > 64 {
+        errs.push(format!("{p}.upstreams"), "may have at most 64 upstreams");
+    }
+    for (j, u) in ups.iter().enumerate() {
+        let up = format!("{p}.upstreams[{j}]");
+        if let Err(m) = validate::upstream_host(&u.host, allow_ll) {
+            errs.push(format!("{up}.host"), m);
+        }
+        if u.port == 0 {
+            errs.push(format!("{up}.port"), "must be 1..=65535");
+        }
+        if u.weight == 0 || u.weight > MAX_WEIGHT {
+            errs.push(format!("{up}.weight"), format!("must be 1..={MAX_WEIGHT}"));
+        }
+        if ups[..j]
+            .iter()
+            .any(|o| o.host.eq_ignore_ascii_case(&u.host) && o.port == u.port)
+        {
+            errs.push(up, "duplicates an earlier upstream");
+        }
+    }
+}
+
+fn check_balancing(b: &Balancing, p: &str, errs: &mut Errors) {
+    if let Balancing::ConsistentHash { key } = b {
+        match key {
+            HashKey::Header(n) => {
+                if let Err(m) = validate::header_name(n) {
+                    errs.push(format!("{p}.key.name"), m);
+                }
+            }
+            HashKey::Cookie(n)
+                if n.is_empty()
+                    || n.len() > 256
+                    || !n
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b'=' && b != b';') =>
+            {
+                errs.push(format!("{p}.key.name"), "must be a cookie name");
+            }
+            _ => {}
+        }
+    }
+}
+
+fn check_health(hc: &HealthCheck, p: &str, errs: &mut Errors) {
+    if !(100..=MAX_TIMEOUT_MS).contains(&hc.interval_ms) {
+        errs.push(
+            format!("{p}.interval_ms"),
+            format!("must be 100..={MAX_TIMEOUT_MS}"),
+        );
+    }
+    if !(10..=60_000).contains(&hc.timeout_ms) {
+        errs.push(format!("{p}.timeout_ms"), "must be 10..=60000");
+    }
+    if !(1..=100).contains(&hc.healthy_threshold) {
+        errs.push(format!("{p}.healthy_threshold"), "must be 1..=100");
+    }
+    if !(1..=100).contains(&hc.unhealthy_threshold) {
+        errs.push(format!("{p}.unhealthy_threshold"), "must be 1..=100");
+    }
+    if let HealthCheckKind::Http {
+        path,
+        host,
+        expected_status,
+    } = &hc.kind
+    {
+        if !path.starts_with('/') || path.parse::<http::Uri>().is_err() {
+            errs.push(format!("{p}.kind.path"), "must be a path starting with /");
+        }
+        if let Some(h) = host {
+            if let Err(m) = validate::host_port(h) {
+                errs.push(format!("{p}.kind.host"), m);
+            }
+        }
+        if !(100..=599).contains(expected_status) {
+            errs.push(format!("{p}.kind.expected_status"), "must be 100..=599");
+        }
+    }
+}
+
+fn check_timeouts(t: &Timeouts, p: &str, errs: &mut Errors) {
+    for (name, v) in [
+        ("connect_ms", t.connect_ms),
+        ("read_ms", t.read_ms),
+        ("write_ms", t.write_ms),
+    ] {
+        if let Some(v) = v {
+            if !(1..=MAX_TIMEOUT_MS).contains(&v) {
+                errs.push(
+                    format!("{p}.{name}"),
+                    format!("must be 1..={MAX_TIMEOUT_MS}"),
+                );
+            }
+        }
+    }
+}
+
+fn check_headers(rules: &[HeaderRule], p: &str, errs: &mut Errors) {
+    for (i, r) in rules.iter().enumerate() {
+        if let Err(m) = validate::header_name(&r.name) {
+            errs.push(format!("{p}[{i}].name"), m);
+        }
+        if let Err(m) = validate::header_value(&r.value) {
+            errs.push(format!("{p}[{i}].value"), m);
+        }
+    }
+}
+
+fn check_filters(specs: &[FilterSpec], p: &str, errs: &mut Errors) {
+    for (i, s) in specs.iter().enumerate() {
+        if s.kind.is_empty() || s.kind.len() > 64 {
+            errs.push(format!("{p}[{i}].kind"), "must be 1 to 64 characters");
+        }
+    }
+}
+
+fn check_location(l: &Location, p: &str, allow_ll: bool, errs: &mut Errors) {
+    match l.match_kind {
+        MatchKind::Regex => {
+            if let Err(e) = build_regex(&l.path) {
+                errs.push(format!("{p}.path"), e);
+            }
+        }
+        _ => {
+            if !l.path.starts_with('/') {
+                errs.push(format!("{p}.path"), "must start with /");
+            } else if l
+                .path
+                .bytes()
+                .any(|b| b.is_ascii_control() || b == b' ' || b == b'?' || b == b'#')
+            {
+                errs.push(
+                    format!("{p}.path"),
+                    "must not contain spaces, control characters, ? or #",
+                );
+            }
+        }
+    }
+    if let Some(r) = &l.rewrite {
+        if !(r.is_empty() || r.starts_with('/'))
+            || r.bytes().any(|b| b.is_ascii_control() || b == b' ')
+        {
+            errs.push(
+                format!("{p}.rewrite"),
+                "must be empty or a path starting with /",
+            );
+        }
+    }
+    check_upstreams(&l.upstreams, p, allow_ll, errs);
+    if let Some(b) = &l.balancing {
+        check_balancing(b, &format!("{p}.balancing"), errs);
+    }
+    check_timeouts(&l.timeouts, &format!("{p}.timeouts"), errs);
+    check_headers(&l.request_headers, &format!("{p}.request_headers"), errs);
+    check_headers(&l.response_headers, &format!("{p}.response_headers"), errs);
+    check_filters(&l.filters, &format!("{p}.filters"), errs);
+}
+
+fn build_regex(pattern: &str) -> Result<Regex, String> {
+    if pattern.is_empty() {
+        return Err("must not be empty".into());
+    }
+    RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| format!("is not a valid regex: {e}"))
+}
+
+struct Compiler<'a> {
+    config: &'a Config,
+    opts: CompileOptions<'a>,
+    errs: Errors,
+    groups: GroupMap,
+}
+
+impl Compiler<'_> {
+    fn run(&mut self, revision: u64) -> Option<CompiledConfig> {
+        let config = self.config;
+        let trusted = TrustedProxies::new(
+            config
+                .settings
+                .trusted_proxies
+                .iter()
+                .filter_map(|t| validate::cidr(t).ok()),
+        );
+        let mut global_entries: Vec<FilterEntry> = self.opts.global_filters.to_vec();
+        for (i, spec) in config.settings.filters.iter().enumerate() {
+            if let Some(e) = self.build_filter(spec, &format!("settings.filters[{i}]")) {
+                global_entries.push(e);
+            }
+        }
+        let global = FilterChain::new(global_entries.clone());
+
+        let mut hosts = HostTable::new();
+        let mut entries: Vec<HostEntry> = Vec::new();
+        let mut proxy_entry_by_id = std::collections::HashMap::new();
+
+        for (i, h) in config.proxy_hosts.iter().enumerate() {
+            if !h.enabled {
+                continue;
+            }
+            let p = format!("proxy_hosts[{i}]");
+            if let Some(entry) = self.proxy_host(h, &p, &global_entries) {
+                let idx = entries.len() as u32;
+                proxy_entry_by_id.insert(h.id, idx as usize);
+                self.add_names(&mut hosts, &h.domain_names, idx);
+                entries.push(entry);
+            }
+        }
+        for (i, h) in config.redirection_hosts.iter().enumerate() {
+            if !h.enabled {
+                continue;
+            }
+            let p = format!("redirection_hosts[{i}]");
+            let mut specs = Vec::new();
+            if h.block_exploits {
+                specs.push((
+                    FilterSpec::new(kinds::BLOCK_EXPLOITS, json!({})),
+                    format!("{p}.block_exploits"),
+                ));
+            }
+            if h.ssl_forced || h.hsts_enabled {
+                specs.push((
+                    force_https_spec(h.ssl_forced, h.hsts_enabled, h.hsts_subdomains),
+                    format!("{p}.ssl_forced"),
+                ));
+            }
+            specs.push((
+                FilterSpec::new(
+                    kinds::REDIRECT,
+                    json!({
+                        "status": h.status,
+                        "scheme": h.forward_scheme.map(Scheme::as_str),
+                        "domain": validate::host_port(&h.forward_domain).unwrap_or_default(),
+                        "preserve_path": h.preserve_path,
+                    }),
+                ),
+                p.clone(),
+            ));
+            let chain = self.chain(&global_entries, specs, &h.filters, &format!("{p}.filters"));
+            let idx = entries.len() as u32;
+            self.add_names(&mut hosts, &h.domain_names, idx);
+            entries.push(HostEntry {
+                kind: RouteKind::Redirection,
+                id: h.id,
+                chain,
+                proxy: None,
+                fallback: None,
+            });
+        }
+        for (i, h) in config.dead_hosts.iter().enumerate() {
+            if !h.enabled {
+                continue;
+            }
+            let p = format!("dead_hosts[{i}]");
+            let mut specs = Vec::new();
+            if h.ssl_forced || h.hsts_enabled {
+                specs.push((
+                    force_https_spec(h.ssl_forced, h.hsts_enabled, h.hsts_subdomains),
+                    format!("{p}.ssl_forced"),
+                ));
+            }
+            let chain = self.chain(&global_entries, specs, &h.filters, &format!("{p}.filters"));
+            let idx = entries.len() as u32;
+            self.add_names(&mut hosts, &h.domain_names, idx);
+            entries.push(HostEntry {
+                kind: RouteKind::Dead,
+                id: h.id,
+                chain,
+                proxy: None,
+                fallback: None,
+            });
+        }
+
+        let default_entry = match &config.settings.default_site {
+            DefaultSite::Host { host_id } => match proxy_entry_by_id.get(host_id) {
+                Some(&i) => i,
+                None => {
+                    self.errs.push(
+                        "settings.default_site.host_id",
+                        format!("enabled proxy host {host_id} does not exist"),
+                    );
+                    return None;
+                }
+            },
+            DefaultSite::Redirect { url } => {
+                entries.push(HostEntry {
+                    kind: RouteKind::Default,
+                    id: 0,
+                    chain: global.clone(),
+                    proxy: None,
+                    fallback: Some(FilterResponse::redirect(302, url)),
+                });
+                entries.len() - 1
+            }
+            _ => {
+                entries.push(HostEntry {
+                    kind: RouteKind::Default,
+                    id: 0,
+                    chain: global.clone(),
+                    proxy: None,
+                    fallback: None,
+                });
+                entries.len() - 1
+            }
+        };
+
+        Some(CompiledConfig {
+            revision,
+            source: Arc::new(config.clone()),
+            hosts,
+            entries,
+            default_entry,
+            global,
+            trusted,
+            groups: std::mem::take(&mut self.groups),
+        })
+    }
+
+    fn add_names(&mut self, table: &mut HostTable, names: &[String], idx: u32) {
+        for n in names {
+            // Validity and uniqueness were checked already; normalise again.
+            if let Ok(n) = validate::domain_name(n) {
+                let _ = table.insert(&n, idx);
+            }
+        }
+    }
+
+    fn proxy_host(&mut self, h: &ProxyHost, p: &str, global: &[FilterEntry]) -> Option<HostEntry> {
+        let base_timeouts = ResolvedTimeouts::from(&h.timeouts, &ResolvedTimeouts::default());
+        let group = self.group(
+            &h.upstreams,
+            &h.balancing,
+            h.forward_scheme,
+            h,
+            &format!("{p}.upstreams"),
+        )?;
+        let hash_key = hash_key(&h.balancing);
+        let mut specs = Vec::new();
+        if h.block_exploits {
+            specs.push((
+                FilterSpec::new(kinds::BLOCK_EXPLOITS, json!({})),
+                format!("{p}.block_exploits"),
+            ));
+        }
+        if h.ssl_forced || h.hsts_enabled {
+            specs.push((
+                force_https_spec(h.ssl_forced, h.hsts_enabled, h.hsts_subdomains),
+                format!("{p}.ssl_forced"),
+            ));
+        }
+        if let Some(id) = h.access_list_id {
+            specs.push((
+                FilterSpec::new(kinds::ACCESS_LIST, json!({ "access_list_id": id })),
+                format!("{p}.access_list_id"),
+            ));
+        }
+        if !h.request_headers.is_empty() || !h.response_headers.is_empty() {
+            specs.push((
+                FilterSpec::new(
+                    kinds::HEADERS,
+                    json!({"request": h.request_headers, "response": h.response_headers}),
+                ),
+                format!("{p}.request_headers"),
+            ));
+        }
+        let host_entries = self.entries(global, specs, &h.filters, &format!("{p}.filters"));
+        let chain = FilterChain::new(host_entries.clone());
+
+        let mut patterns = Vec::new();
+        let mut location_routes = Vec::new();
+        for (j, l) in h.locations.iter().enumerate() {
+            let lp = format!("{p}.locations[{j}]");
+            let pattern = match l.match_kind {
+                MatchKind::Exact => PathPattern::Exact(l.path.clone()),
+                MatchKind::Prefix => PathPattern::Prefix(l.path.clone()),
+                MatchKind::Regex => match build_regex(&l.path) {
+                    Ok(r) => PathPattern::Regex(r),
+                    Err(m) => {
+                        self.errs.push(format!("{lp}.path"), m);
+                        continue;
+                    }
+                },
+            };
+            let upstream = if l.upstreams.is_empty() {
+                Upstreaming {
+                    group: group.clone(),
+                    timeouts: ResolvedTimeouts::from(&l.timeouts, &base_timeouts),
+                    hash_key: hash_key.clone(),
+                }
+            } else {
+                let balancing = l.balancing.clone().unwrap_or_else(|| h.balancing.clone());
+                let scheme = l.forward_scheme.unwrap_or(h.forward_scheme);
+                let Some(g) = self.group(
+                    &l.upstreams,
+                    &balancing,
+                    scheme,
+                    h,
+                    &format!("{lp}.upstreams"),
+                ) else {
+                    continue;
+                };
+                Upstreaming {
+                    group: g,
+                    timeouts: ResolvedTimeouts::from(&l.timeouts, &base_timeouts),
+                    hash_key: hash_key_of(&balancing),
+                }
+            };
+            let rewrite = match (&l.rewrite, l.match_kind) {
+                (None, _) => None,
+                (Some(r), MatchKind::Regex) => match &pattern {
+                    PathPattern::Regex(re) => Some(Rewrite::Regex(re.clone(), r.clone())),
+                    _ => None,
+                },
+                (Some(r), _) => Some(Rewrite::Prefix(r.clone())),
+            };
+            let mut specs = Vec::new();
+            if !l.request_headers.is_empty() || !l.response_headers.is_empty() {
+                specs.push((
+                    FilterSpec::new(
+                        kinds::HEADERS,
+                        json!({"request": l.request_headers, "response": l.response_headers}),
+                    ),
+                    format!("{lp}.request_headers"),
+                ));
+            }
+            let loc_chain = if specs.is_empty() && l.filters.is_empty() {
+                chain.clone()
+            } else {
+                self.chain(&host_entries, specs, &l.filters, &format!("{lp}.filters"))
+            };
+            patterns.push((pattern, location_routes.len()));
+            location_routes.push(LocationRoute {
+                upstream,
+                rewrite,
+                chain: loc_chain,
+            });
+        }
+
+        Some(HostEntry {
+            kind: RouteKind::Proxy,
+            id: h.id,
+            chain,
+            proxy: Some(ProxyRoute {
+                upstream: Upstreaming {
+                    group,
+                    timeouts: base_timeouts,
+                    hash_key,
+                },
+                max_body_size: h.max_body_size,
+                websocket: h.allow_websocket_upgrade,
+                retries: h.retries,
+                locations: LocationMatcher::new(patterns),
+                location_routes,
+            }),
+            fallback: None,
+        })
+    }
+
+    fn group(
+        &mut self,
+        ups: &[Upstream],
+        balancing: &Balancing,
+        scheme: Scheme,
+        h: &ProxyHost,
+        p: &str,
+    ) -> Option<Arc<UpstreamGroup>> {
+        let mut members = Vec::with_capacity(ups.len());
+        let mut ok = true;
+        for (j, u) in ups.iter().enumerate() {
+            match resolve(u, self.config.settings.allow_link_local_upstreams) {
+                Ok(addr) => members.push(MemberSpec {
+                    addr,
+                    host: validate::upstream_host(&u.host, true).unwrap_or_else(|_| u.host.clone()),
+                    weight: u.weight,
+                }),
+                Err(m) => {
+                    self.errs.push(format!("{p}[{j}].host"), m);
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let spec = GroupSpec {
+            members,
+            balancing: balancing.clone(),
+            scheme,
+            sni: h.upstream_sni.clone().unwrap_or_default(),
+            verify_tls: h.upstream_verify_tls,
+            health_check: h.health_check.clone(),
+            passive: h.passive_health.clone(),
+        };
+        if let Some(g) = self.groups.get(&spec) {
+            return Some(g.clone());
+        }
+        if let Some(g) = self.opts.previous.and_then(|prev| prev.groups.get(&spec)) {
+            self.groups.insert(spec, g.clone());
+            return Some(g.clone());
+        }
+        match UpstreamGroup::new(spec.clone()) {
+            Ok(g) => {
+                let g = Arc::new(g);
+                self.groups.insert(spec, g.clone());
+                Some(g)
+            }
+            Err(m) => {
+                self.errs.push(p, m);
+                None
+            }
+        }
+    }
+
+    fn build_filter(&mut self, spec: &FilterSpec, path: &str) -> Option<FilterEntry> {
+        let Some(factory) = self.opts.registry.get(&spec.kind) else {
+            self.errs.push(
+                path,
+                format!("filter kind `{}` is not registered", spec.kind),
+            );
+            return None;
+        };
+        let ctx = BuildContext {
+            config: self.config,
+        };
+        match factory.build(&spec.config, &ctx) {
+            Ok(filter) => Some(FilterEntry {
+                priority: spec.priority.unwrap_or_else(|| factory.default_priority()),
+                filter,
+            }),
+            Err(m) => {
+                self.errs.push(path, m);
+                None
+            }
+        }
+    }
+
+    fn entries(
+        &mut self,
+        base: &[FilterEntry],
+        implicit: Vec<(FilterSpec, String)>,
+        explicit: &[FilterSpec],
+        explicit_path: &str,
+    ) -> Vec<FilterEntry> {
+        let mut out = base.to_vec();
+        for (spec, path) in implicit {
+            if let Some(e) = self.build_filter(&spec, &path) {
+                out.push(e);
+            }
+        }
+        for (i, spec) in explicit.iter().enumerate() {
+            if let Some(e) = self.build_filter(spec, &format!("{explicit_path}[{i}]")) {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    fn chain(
+        &mut self,
+        base: &[FilterEntry],
+        implicit: Vec<(FilterSpec, String)>,
+        explicit: &[FilterSpec],
+        explicit_path: &str,
+    ) -> FilterChain {
+        FilterChain::new(self.entries(base, implicit, explicit, explicit_path))
+    }
+}
+
+fn force_https_spec(force: bool, hsts: bool, subdomains: bool) -> FilterSpec {
+    FilterSpec::new(
+        kinds::FORCE_HTTPS,
+        json!({"force_https": force, "hsts": hsts, "hsts_subdomains": subdomains}),
+    )
+}
+
+fn hash_key(b: &Balancing) -> HashKey {
+    hash_key_of(b)
+}
+
+fn hash_key_of(b: &Balancing) -> HashKey {
+    match b {
+        Balancing::ConsistentHash { key } => key.clone(),
+        _ => HashKey::ClientIp,
+    }
+}
+
+/// Resolves an upstream to one socket address. IP literals are parsed;
+/// names are resolved with the system resolver (blocking).
+fn resolve(u: &Upstream, allow_ll: bool) -> Result<SocketAddr, String> {
+    let host = validate::upstream_host(&u.host, allow_ll)?;
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, u.port));
+    }
+    let addrs = (host.as_str(), u.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("`{host}` cannot be resolved: {e}"))?;
+    let mut first = None;
+    for a in addrs {
+        if !allow_ll && validate::is_link_local(a.ip()) {
+            return Err(format!(
+                "`{host}` resolves to a link-local or metadata address; enable allow_link_local_upstreams to use it"
+            ));
+        }
+        if first.is_none() {
+            first = Some(a);
+        }
+    }
+    first.ok_or_else(|| format!("`{host}` resolves to no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ProxyHost, RedirectionHost};
+
+    fn snap(c: Config) -> Snapshot {
+        Snapshot {
+            revision: 1,
+            config: c,
+        }
+    }
+
+    fn opts(reg: &FilterRegistry) -> CompileOptions<'_> {
+        CompileOptions {
+            registry: reg,
+            global_filters: &[],
+            previous: None,
+        }
+    }
+
+    #[test]
+    fn errors_carry_field_paths() {
+        let mut c = Config::new();
+        c.proxy_hosts.push(ProxyHost::new(
+            ["ok.test"],
+            vec![Upstream::new("127.0.0.1", 80)],
+        ));
+        let mut bad = ProxyHost::new(["bad host", "ok.test"], vec![Upstream::new("127.0.0.1", 0)]);
+        bad.upstreams
+            .push(Upstream::new("169.254.169.254", 80).weight(0));
+        bad.locations.push(Location {
+            path: "(".into(),
+            match_kind: MatchKind::Regex,
+            ..Location::default()
+        });
+        c.proxy_hosts.push(bad);
+        c.settings.trusted_proxies.push("10.0.0.0/99".into());
+        let reg = FilterRegistry::new();
+        let err = compile(&snap(c), opts(&reg)).unwrap_err();
+        let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        for want in [
+            "proxy_hosts[1].domain_names[0]",
+            "proxy_hosts[1].domain_names[1]",
+            "proxy_hosts[1].upstreams[0].port",
+            "proxy_hosts[1].upstreams[1].host",
+            "proxy_hosts[1].upstreams[1].weight",
+            "proxy_hosts[1].locations[0].path",
+            "settings.trusted_proxies[0]",
+        ] {
+            assert!(paths.contains(&want), "missing {want} in {paths:?}");
+        }
+        let dup = err
+            .errors
+            .iter()
+            .find(|e| e.path == "proxy_hosts[1].domain_names[1]")
+            .unwrap();
+        assert!(dup.message.contains("proxy_hosts[0]"), "{dup}");
+    }
+
+    #[test]
+    fn unregistered_implicit_filter_is_reported() {
+        let mut c = Config::new();
+        let mut h = ProxyHost::new(["a.test"], vec![Upstream::new("127.0.0.1", 80)]);
+        h.ssl_forced = true;
+        c.proxy_hosts.push(h);
+        c.redirection_hosts.push(RedirectionHost {
+            domain_names: vec!["r.test".into()],
+            forward_domain: "example.com".into(),
+            ..RedirectionHost::default()
+        });
+        let reg = FilterRegistry::new();
+        let err = compile(&snap(c), opts(&reg)).unwrap_err();
+        let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["proxy_hosts[0].ssl_forced", "redirection_hosts[0]"]
+        );
+    }
+
+    #[test]
+    fn groups_are_shared_and_reused() {
+        let mut c = Config::new();
+        c.proxy_hosts.push(ProxyHost::new(
+            ["a.test"],
+            vec![Upstream::new("127.0.0.1", 81)],
+        ));
+        c.proxy_hosts.push(ProxyHost::new(
+            ["b.test"],
+            vec![Upstream::new("127.0.0.1", 81)],
+        ));
+        let reg = FilterRegistry::new();
+        let first = compile(&snap(c.clone()), opts(&reg)).unwrap();
+        assert_eq!(first.groups().count(), 1);
+        let second = compile(
+            &snap(c),
+            CompileOptions {
+                previous: Some(&first),
+                ..opts(&reg)
+            },
+        )
+        .unwrap();
+        let a = first.groups().next().unwrap();
+        let b = second.groups().next().unwrap();
+        assert!(Arc::ptr_eq(a, b));
+        assert_eq!(
+            second.route_host("B.TEST:8080"),
+            Some((RouteKind::Proxy, 0))
+        );
+        assert_eq!(second.route_host("c.test"), None);
+    }
+
+    #[test]
+    fn disabled_hosts_do_not_route_or_conflict() {
+        let mut c = Config::new();
+        let mut off = ProxyHost::new(["a.test"], vec![Upstream::new("127.0.0.1", 80)]);
+        off.enabled = false;
+        off.id = 1;
+        let mut on = ProxyHost::new(["a.test"], vec![Upstream::new("127.0.0.1", 80)]);
+        on.id = 2;
+        c.proxy_hosts.push(off);
+        c.proxy_hosts.push(on);
+        let reg = FilterRegistry::new();
+        let cc = compile(&snap(c), opts(&reg)).unwrap();
+        assert_eq!(cc.route_host("a.test"), Some((RouteKind::Proxy, 2)));
+    }
+}

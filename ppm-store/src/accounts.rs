@@ -1,0 +1,462 @@
+//! Control-plane records: dashboard users, API tokens and the audit log.
+//!
+//! These live in the same database as the config but are not config: they
+//! do not change the revision, are not in the history and are not exported.
+//! Timestamps are unix milliseconds. Passwords and tokens are stored only as
+//! hashes computed by the caller.
+
+use ppm_core::config::Id;
+use serde::{Deserialize, Serialize};
+
+use crate::error::WriteError;
+use crate::model::EntityKind;
+use crate::sqlite::{timestamp, SqliteStore};
+
+/// A dashboard / API user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[non_exhaustive]
+pub struct User {
+    /// Store id.
+    pub id: Id,
+    /// Login, unique (case-insensitively).
+    pub email: String,
+    /// A name for people.
+    pub name: String,
+    /// The password hash (PHC string).
+    pub password_hash: String,
+    /// A role name, e.g. `admin` or `viewer`; its meaning is the server's.
+    pub role: String,
+    /// A disabled user cannot log in.
+    pub disabled: bool,
+    /// When the password was last set.
+    pub password_changed_at: Option<i64>,
+    /// When the user was created.
+    pub created_at: i64,
+    /// When the user was last changed.
+    pub updated_at: i64,
+}
+
+/// The fields of a new user.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct NewUser {
+    /// Login, unique (case-insensitively).
+    pub email: String,
+    /// A name for people.
+    pub name: String,
+    /// The password hash (PHC string).
+    pub password_hash: String,
+    /// A role name.
+    pub role: String,
+}
+
+impl NewUser {
+    /// A new user.
+    pub fn new(
+        email: impl Into<String>,
+        name: impl Into<String>,
+        password_hash: impl Into<String>,
+        role: impl Into<String>,
+    ) -> Self {
+        NewUser {
+            email: email.into(),
+            name: name.into(),
+            password_hash: password_hash.into(),
+            role: role.into(),
+        }
+    }
+}
+
+/// An API token. Only its hash is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ApiToken {
+    /// Store id.
+    pub id: Id,
+    /// The user the token acts as.
+    pub user_id: Id,
+    /// A name for people.
+    pub name: String,
+    /// The token's hash, unique.
+    pub token_hash: String,
+    /// What the token may do; the meaning is the server's.
+    pub scopes: Vec<String>,
+    /// When the token was created.
+    pub created_at: i64,
+    /// When the token was last used.
+    pub last_used_at: Option<i64>,
+    /// When the token was revoked; a revoked token must be refused.
+    pub revoked_at: Option<i64>,
+}
+
+/// One audit log entry: an action someone took through the control plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AuditEntry {
+    /// Store id (0 before it is stored).
+    pub id: Id,
+    /// When.
+    pub at: i64,
+    /// The acting user, when it was one (and still exists).
+    pub user_id: Option<Id>,
+    /// Who, for people (kept when the user is deleted).
+    pub actor: String,
+    /// The client address.
+    pub client_ip: Option<String>,
+    /// What was done: `create`, `update`, `login`...
+    pub action: String,
+    /// What it was done to: `proxy_host`, `user`...
+    pub entity: String,
+    /// The id of what it was done to.
+    pub entity_id: Option<Id>,
+    /// The entity before, when relevant.
+    pub before: Option<serde_json::Value>,
+    /// The entity after, when relevant.
+    pub after: Option<serde_json::Value>,
+}
+
+impl AuditEntry {
+    /// An entry for `actor` doing `action` on `entity`, now.
+    pub fn new(
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        entity: impl Into<String>,
+    ) -> Self {
+        AuditEntry {
+            id: 0,
+            at: timestamp(),
+            user_id: None,
+            actor: actor.into(),
+            client_ip: None,
+            action: action.into(),
+            entity: entity.into(),
+            entity_id: None,
+            before: None,
+            after: None,
+        }
+    }
+}
+
+type TokenRow = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn token_from_row(r: TokenRow) -> Result<ApiToken, WriteError> {
+    Ok(ApiToken {
+        id: r.0,
+        user_id: r.1,
+        name: r.2,
+        token_hash: r.3,
+        scopes: serde_json::from_str(&r.4)
+            .map_err(|e| WriteError::Corrupt(format!("token scopes: {e}")))?,
+        created_at: r.5,
+        last_used_at: r.6,
+        revoked_at: r.7,
+    })
+}
+
+type AuditRow = (
+    i64,
+    i64,
+    Option<i64>,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+fn audit_from_row(r: AuditRow) -> Result<AuditEntry, WriteError> {
+    let json = |s: Option<String>| -> Result<Option<serde_json::Value>, WriteError> {
+        s.map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| WriteError::Corrupt(format!("audit entry: {e}")))
+    };
+    Ok(AuditEntry {
+        id: r.0,
+        at: r.1,
+        user_id: r.2,
+        actor: r.3,
+        client_ip: r.4,
+        action: r.5,
+        entity: r.6,
+        entity_id: r.7,
+        before: json(r.8)?,
+        after: json(r.9)?,
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+impl SqliteStore {
+    /// Creates a user. Fails with a field error on `email` when it is taken.
+    pub async fn create_user(&self, user: NewUser) -> Result<User, WriteError> {
+        let now = timestamp();
+        sqlx::query_as(
+            "INSERT INTO users (email, name, password_hash, role, disabled, password_changed_at,
+                created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5, ?5)
+             RETURNING id, email, name, password_hash, role, disabled, password_changed_at,
+                created_at, updated_at",
+        )
+        .bind(&user.email)
+        .bind(&user.name)
+        .bind(&user.password_hash)
+        .bind(&user.role)
+        .bind(now)
+        .fetch_one(self.write_pool())
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                WriteError::field("email", format!("\"{}\" is already used", user.email))
+            } else {
+                e.into()
+            }
+        })
+    }
+
+    /// Reads a user.
+    pub async fn get_user(&self, id: Id) -> Result<User, WriteError> {
+        sqlx::query_as(
+            "SELECT id, email, name, password_hash, role, disabled, password_changed_at,
+                created_at, updated_at FROM users WHERE id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(self.read_pool())
+        .await?
+        .ok_or(WriteError::NotFound {
+            kind: EntityKind::User,
+            id,
+        })
+    }
+
+    /// Finds a user by email (case-insensitively).
+    pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, WriteError> {
+        Ok(sqlx::query_as(
+            "SELECT id, email, name, password_hash, role, disabled, password_changed_at,
+                created_at, updated_at FROM users WHERE email = ?1",
+        )
+        .bind(email)
+        .fetch_optional(self.read_pool())
+        .await?)
+    }
+
+    /// Every user, by id.
+    pub async fn list_users(&self) -> Result<Vec<User>, WriteError> {
+        Ok(sqlx::query_as(
+            "SELECT id, email, name, password_hash, role, disabled, password_changed_at,
+                created_at, updated_at FROM users ORDER BY id",
+        )
+        .fetch_all(self.read_pool())
+        .await?)
+    }
+
+    /// Saves a user's email, name, role and disabled flag (not the password:
+    /// see [`set_user_password`](Self::set_user_password)).
+    pub async fn update_user(&self, user: &User) -> Result<User, WriteError> {
+        sqlx::query_as(
+            "UPDATE users SET email = ?2, name = ?3, role = ?4, disabled = ?5, updated_at = ?6
+             WHERE id = ?1
+             RETURNING id, email, name, password_hash, role, disabled, password_changed_at,
+                created_at, updated_at",
+        )
+        .bind(user.id)
+        .bind(&user.email)
+        .bind(&user.name)
+        .bind(&user.role)
+        .bind(user.disabled)
+        .bind(timestamp())
+        .fetch_optional(self.write_pool())
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                WriteError::field("email", format!("\"{}\" is already used", user.email))
+            } else {
+                e.into()
+            }
+        })?
+        .ok_or(WriteError::NotFound {
+            kind: EntityKind::User,
+            id: user.id,
+        })
+    }
+
+    /// Sets a user's password hash and `password_changed_at`.
+    pub async fn set_user_password(&self, id: Id, password_hash: &str) -> Result<(), WriteError> {
+        let now = timestamp();
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = ?2, password_changed_at = ?3, updated_at = ?3
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(password_hash)
+        .bind(now)
+        .execute(self.write_pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(WriteError::NotFound {
+                kind: EntityKind::User,
+                id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes a user and their tokens; their audit entries keep the actor name.
+    pub async fn delete_user(&self, id: Id) -> Result<(), WriteError> {
+        let done = sqlx::query("DELETE FROM users WHERE id = ?1")
+            .bind(id)
+            .execute(self.write_pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(WriteError::NotFound {
+                kind: EntityKind::User,
+                id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores a new token for `user_id`. Fails with a field error on
+    /// `user_id` when the user does not exist.
+    pub async fn create_api_token(
+        &self,
+        user_id: Id,
+        name: &str,
+        token_hash: &str,
+        scopes: &[String],
+    ) -> Result<ApiToken, WriteError> {
+        let scopes =
+            serde_json::to_string(scopes).map_err(|e| WriteError::Corrupt(e.to_string()))?;
+        let row: TokenRow = sqlx::query_as(
+            "INSERT INTO api_tokens (user_id, name, token_hash, scopes, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             RETURNING id, user_id, name, token_hash, scopes, created_at, last_used_at,
+                revoked_at",
+        )
+        .bind(user_id)
+        .bind(name)
+        .bind(token_hash)
+        .bind(scopes)
+        .bind(timestamp())
+        .fetch_one(self.write_pool())
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                WriteError::field("user_id", format!("user {user_id} does not exist"))
+            }
+            _ if is_unique_violation(&e) => {
+                WriteError::field("token_hash", "this token is already stored")
+            }
+            _ => e.into(),
+        })?;
+        token_from_row(row)
+    }
+
+    /// Finds a token by its hash (revoked tokens included: check
+    /// `revoked_at`).
+    pub async fn find_api_token(&self, token_hash: &str) -> Result<Option<ApiToken>, WriteError> {
+        let row: Option<TokenRow> = sqlx::query_as(
+            "SELECT id, user_id, name, token_hash, scopes, created_at, last_used_at, revoked_at
+             FROM api_tokens WHERE token_hash = ?1",
+        )
+        .bind(token_hash)
+        .fetch_optional(self.read_pool())
+        .await?;
+        row.map(token_from_row).transpose()
+    }
+
+    /// A user's tokens, by id.
+    pub async fn list_api_tokens(&self, user_id: Id) -> Result<Vec<ApiToken>, WriteError> {
+        let rows: Vec<TokenRow> = sqlx::query_as(
+            "SELECT id, user_id, name, token_hash, scopes, created_at, last_used_at, revoked_at
+             FROM api_tokens WHERE user_id = ?1 ORDER BY id",
+        )
+        .bind(user_id)
+        .fetch_all(self.read_pool())
+        .await?;
+        rows.into_iter().map(token_from_row).collect()
+    }
+
+    /// Records that a token was used now.
+    pub async fn touch_api_token(&self, id: Id) -> Result<(), WriteError> {
+        self.token_stamp("UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1", id)
+            .await
+    }
+
+    /// Revokes a token (kept for the audit trail).
+    pub async fn revoke_api_token(&self, id: Id) -> Result<(), WriteError> {
+        self.token_stamp(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+            id,
+        )
+        .await
+    }
+
+    async fn token_stamp(&self, sql: &'static str, id: Id) -> Result<(), WriteError> {
+        let done = sqlx::query(sql)
+            .bind(id)
+            .bind(timestamp())
+            .execute(self.write_pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(WriteError::NotFound {
+                kind: EntityKind::ApiToken,
+                id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends an audit entry and returns it with its id.
+    pub async fn append_audit(&self, entry: AuditEntry) -> Result<AuditEntry, WriteError> {
+        let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+        let id: Id = sqlx::query_scalar(
+            "INSERT INTO audit_log (at, user_id, actor, client_ip, action, entity, entity_id,
+                before, after)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             RETURNING id",
+        )
+        .bind(entry.at)
+        .bind(entry.user_id)
+        .bind(&entry.actor)
+        .bind(&entry.client_ip)
+        .bind(&entry.action)
+        .bind(&entry.entity)
+        .bind(entry.entity_id)
+        .bind(json(&entry.before))
+        .bind(json(&entry.after))
+        .fetch_one(self.write_pool())
+        .await?;
+        Ok(AuditEntry { id, ..entry })
+    }
+
+    /// Audit entries, newest first: at most `limit`, with ids below
+    /// `before_id` when given (for paging).
+    pub async fn list_audit(
+        &self,
+        before_id: Option<Id>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, WriteError> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT id, at, user_id, actor, client_ip, action, entity, entity_id, before, after
+             FROM audit_log WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(before_id.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(self.read_pool())
+        .await?;
+        rows.into_iter().map(audit_from_row).collect()
+    }
+}

@@ -1,0 +1,634 @@
+//! [`SqliteStore`]: the embedded default store.
+
+mod codec;
+mod read;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use ppm_core::config::{Config, Id, Settings};
+use ppm_core::error::StoreError;
+use ppm_core::store::{ChangeNotifier, ChangeSignal, ConfigStore, Snapshot};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use tokio::task::JoinHandle;
+
+use self::read::Scope;
+use self::write::Mode;
+use crate::error::{backend, OpenError, WriteError};
+use crate::model::{
+    Change, Committed, Entity, EntityKind, RevisionChanges, RevisionInfo, WriteContext,
+};
+use crate::writer::ConfigWriter;
+
+pub(crate) use self::codec::narrow;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The file name [`SqliteStore::open_dir`] uses inside a data directory.
+pub const DB_FILE_NAME: &str = "ppm.db";
+
+/// A full snapshot is stored in the history every this many revisions, so
+/// rebuilding any revision replays at most this many changes.
+const CHECKPOINT_EVERY: u64 = 32;
+
+/// How a [`SqliteStore`] opens its database.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// How often the store polls the revision to notice writes made by
+    /// another process on the same file; `None` disables polling. Default 500 ms.
+    pub poll_interval: Option<Duration>,
+    /// How long a statement waits for another connection's lock. Default 5 s.
+    pub busy_timeout: Duration,
+    /// Connections for reads (`load`, history). Default 4.
+    pub max_readers: u32,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            poll_interval: Some(Duration::from_millis(500)),
+            busy_timeout: Duration::from_secs(5),
+            max_readers: 4,
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the revision poll interval (`None`: no polling).
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Option<Duration>) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Sets the busy timeout.
+    #[must_use]
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Sets the number of read connections (at least 1).
+    #[must_use]
+    pub fn max_readers(mut self, readers: u32) -> Self {
+        self.max_readers = readers.max(1);
+        self
+    }
+}
+
+/// A [`ConfigStore`] and [`ConfigWriter`] on one SQLite file.
+///
+/// The database runs in WAL mode with foreign keys on, so reads never wait
+/// for the writer. Writes go through a single connection (one writer at a
+/// time in this process) and take SQLite's write lock up front
+/// (`BEGIN IMMEDIATE`), so writers in other processes queue behind the busy
+/// timeout instead of failing half-way. Each write bumps the revision and
+/// fires [`watch`](ConfigStore::watch) after commit; a background poll of the
+/// revision fires it for writes made by other processes on the same file.
+///
+/// Cloning is cheap; clones share the pools and the signal. The poll task
+/// stops when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    read: SqlitePool,
+    write: SqlitePool,
+    notifier: ChangeNotifier,
+    /// The highest revision announced, so polls and commits announce each
+    /// revision once, in order.
+    announced: AtomicU64,
+    poller: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let handle = match self.poller.get_mut() {
+            Ok(h) => h.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(h) = handle {
+            h.abort();
+        }
+    }
+}
+
+impl Inner {
+    fn announce(&self, revision: u64) {
+        if self.announced.fetch_max(revision, Ordering::AcqRel) < revision {
+            self.notifier.notify(revision);
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The current time in unix milliseconds, as the store records it.
+pub(crate) fn timestamp() -> i64 {
+    now_ms()
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database `ppm.db` in `dir`, creating the
+    /// directory if needed, with default options.
+    pub async fn open_dir(dir: impl AsRef<Path>) -> Result<Self, OpenError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| OpenError::Open {
+            path: dir.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        Self::open_with(dir.join(DB_FILE_NAME), SqliteOptions::default()).await
+    }
+
+    /// Opens (or creates) the database file at `path` with default options.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// Opens (or creates) the database file at `path`, applies the embedded
+    /// migrations and starts the revision poll.
+    ///
+    /// Fails with [`OpenError::NewerSchema`] when the file was migrated by a
+    /// newer build. Must be called within a Tokio runtime.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<Self, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let open_err = |e: sqlx::Error| OpenError::Open {
+            path: path.clone(),
+            source: Box::new(e),
+        };
+        let connect = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(options.busy_timeout);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(connect.clone())
+            .await
+            .map_err(open_err)?;
+
+        check_schema_version(&write, &path).await?;
+        MIGRATOR.run(&write).await.map_err(|e| OpenError::Migrate {
+            path: path.clone(),
+            source: Box::new(e),
+        })?;
+
+        let read = SqlitePoolOptions::new()
+            .max_connections(options.max_readers.max(1))
+            .connect_with(connect)
+            .await
+            .map_err(open_err)?;
+
+        let mut conn = read.acquire().await.map_err(open_err)?;
+        let revision = read::revision(&mut conn)
+            .await
+            .map_err(|e| OpenError::Open {
+                path: path.clone(),
+                source: Box::new(e),
+            })?;
+        drop(conn);
+
+        let inner = Arc::new(Inner {
+            path,
+            read,
+            write,
+            notifier: ChangeNotifier::new(revision),
+            announced: AtomicU64::new(revision),
+            poller: Mutex::new(None),
+        });
+        if let Some(interval) = options.poll_interval {
+            let handle = tokio::spawn(poll(Arc::downgrade(&inner), interval));
+            match inner.poller.lock() {
+                Ok(mut slot) => *slot = Some(handle),
+                Err(poisoned) => *poisoned.into_inner() = Some(handle),
+            }
+        }
+        Ok(SqliteStore { inner })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Writes a consistent copy of the database to `target` while the store
+    /// keeps serving (`VACUUM INTO`). `target` must not exist.
+    pub async fn backup_to(&self, target: impl AsRef<Path>) -> Result<(), StoreError> {
+        let target = target.as_ref();
+        let target = target.to_str().ok_or_else(|| {
+            StoreError::Unavailable(format!("backup path {} is not UTF-8", target.display()))
+        })?;
+        sqlx::query("VACUUM INTO ?1")
+            .bind(target)
+            .execute(&self.inner.read)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    /// Runs `PRAGMA integrity_check` and returns its report: `"ok"` when the
+    /// file is sound, otherwise one problem per line.
+    pub async fn integrity_check(&self) -> Result<String, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&self.inner.read)
+            .await
+            .map_err(backend)?;
+        Ok(rows.join("\n"))
+    }
+
+    /// The newest schema version this build knows (the last embedded
+    /// migration).
+    pub fn supported_schema_version() -> i64 {
+        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    /// Waits for the pools to close. Dropping the store also closes them,
+    /// without waiting.
+    pub async fn close(&self) {
+        self.inner.write.close().await;
+        self.inner.read.close().await;
+    }
+
+    pub(crate) fn read_pool(&self) -> &SqlitePool {
+        &self.inner.read
+    }
+
+    pub(crate) fn write_pool(&self) -> &SqlitePool {
+        &self.inner.write
+    }
+
+    /// Starts a write: the writer connection with SQLite's write lock.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, WriteError> {
+        Ok(self.inner.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Bumps the revision and records the history entry, inside `tx`.
+    async fn finish_write(
+        conn: &mut SqliteConnection,
+        ctx: &WriteContext,
+        summary: &str,
+        changes: &[Change],
+    ) -> Result<u64, WriteError> {
+        let revision: i64 = sqlx::query_scalar(
+            "UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let revision: u64 = narrow(revision, "revision")?;
+        let replaced = changes.iter().any(|c| matches!(c, Change::ReplaceAll));
+        let snapshot = if replaced || revision % CHECKPOINT_EVERY == 0 {
+            let config = read::load_config(conn, Scope::All).await?;
+            Some(codec::to_json(&config)?)
+        } else {
+            None
+        };
+        sqlx::query(
+            "INSERT INTO config_history (revision, at, actor, client_ip, summary, changes, snapshot)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(revision as i64)
+        .bind(now_ms())
+        .bind(&ctx.actor)
+        .bind(&ctx.client_ip)
+        .bind(summary)
+        .bind(codec::to_json(changes)?)
+        .bind(snapshot)
+        .execute(&mut *conn)
+        .await?;
+        Ok(revision)
+    }
+
+    /// Commits and announces the revision.
+    async fn commit(
+        &self,
+        tx: Transaction<'static, Sqlite>,
+        revision: u64,
+    ) -> Result<(), WriteError> {
+        tx.commit().await?;
+        self.inner.announce(revision);
+        Ok(())
+    }
+
+    async fn get_in(
+        conn: &mut SqliteConnection,
+        kind: EntityKind,
+        id: Id,
+    ) -> Result<Entity, WriteError> {
+        let mut config = read::load_config(conn, Scope::One(kind, id)).await?;
+        let found = match kind {
+            EntityKind::ProxyHost => config.proxy_hosts.pop().map(Entity::ProxyHost),
+            EntityKind::RedirectionHost => {
+                config.redirection_hosts.pop().map(Entity::RedirectionHost)
+            }
+            EntityKind::DeadHost => config.dead_hosts.pop().map(Entity::DeadHost),
+            EntityKind::Stream => config.streams.pop().map(Entity::Stream),
+            EntityKind::AccessList => config.access_lists.pop().map(Entity::AccessList),
+            EntityKind::Certificate => config.certificates.pop().map(Entity::Certificate),
+            EntityKind::User | EntityKind::ApiToken => None,
+        };
+        found.ok_or(WriteError::NotFound { kind, id })
+    }
+}
+
+/// Refuses a database migrated by a newer build, before the migrator sees it.
+async fn check_schema_version(pool: &SqlitePool, path: &Path) -> Result<(), OpenError> {
+    let open_err = |e: sqlx::Error| OpenError::Open {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    };
+    let has_table: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_optional(pool)
+    .await
+    .map_err(open_err)?;
+    if has_table.is_none() {
+        return Ok(());
+    }
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .map_err(open_err)?;
+    let supported = SqliteStore::supported_schema_version();
+    match found {
+        Some(found) if found > supported => Err(OpenError::NewerSchema {
+            path: path.to_path_buf(),
+            found,
+            supported,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Announces revisions committed by other processes.
+async fn poll(inner: Weak<Inner>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let result = match inner.read.acquire().await {
+            Ok(mut conn) => read::revision(&mut conn).await,
+            Err(e) => Err(backend(e)),
+        };
+        match result {
+            Ok(revision) => inner.announce(revision),
+            Err(e) => {
+                tracing::warn!(error = %e, path = %inner.path.display(), "polling the config revision failed")
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ConfigStore for SqliteStore {
+    async fn load(&self) -> Result<Snapshot, StoreError> {
+        let mut tx = self.inner.read.begin().await.map_err(backend)?;
+        let revision = read::revision(&mut tx).await?;
+        let config = read::load_config(&mut tx, Scope::All).await?;
+        tx.rollback().await.map_err(backend)?;
+        Ok(Snapshot { revision, config })
+    }
+
+    async fn revision(&self) -> Result<u64, StoreError> {
+        let mut conn = self.inner.read.acquire().await.map_err(backend)?;
+        read::revision(&mut conn).await
+    }
+
+    fn watch(&self) -> Option<ChangeSignal> {
+        Some(self.inner.notifier.subscribe())
+    }
+}
+
+#[async_trait]
+impl ConfigWriter for SqliteStore {
+    async fn create(
+        &self,
+        ctx: &WriteContext,
+        mut entity: Entity,
+    ) -> Result<Committed<Entity>, WriteError> {
+        entity.set_id(0);
+        let mut tx = self.begin_write().await?;
+        write::check_entity(&mut tx, &entity).await?;
+        write::write_entity(&mut tx, &mut entity, Mode::Create).await?;
+        let summary = format!("create {}", entity.label());
+        let changes = [Change::Create {
+            after: entity.clone(),
+        }];
+        let revision = Self::finish_write(&mut tx, ctx, &summary, &changes).await?;
+        self.commit(tx, revision).await?;
+        Ok(Committed::new(revision, entity))
+    }
+
+    async fn update(
+        &self,
+        ctx: &WriteContext,
+        mut entity: Entity,
+    ) -> Result<Committed<Entity>, WriteError> {
+        let mut tx = self.begin_write().await?;
+        let before = Self::get_in(&mut tx, entity.kind(), entity.id()).await?;
+        write::check_entity(&mut tx, &entity).await?;
+        write::write_entity(&mut tx, &mut entity, Mode::Update).await?;
+        let summary = format!("update {}", entity.label());
+        let changes = [Change::Update {
+            before,
+            after: entity.clone(),
+        }];
+        let revision = Self::finish_write(&mut tx, ctx, &summary, &changes).await?;
+        self.commit(tx, revision).await?;
+        Ok(Committed::new(revision, entity))
+    }
+
+    async fn delete(
+        &self,
+        ctx: &WriteContext,
+        kind: EntityKind,
+        id: Id,
+    ) -> Result<Committed<Entity>, WriteError> {
+        let mut tx = self.begin_write().await?;
+        let before = Self::get_in(&mut tx, kind, id).await?;
+        write::check_unused(&mut tx, kind, id).await?;
+        write::delete_entity(&mut tx, kind, id).await?;
+        let summary = format!("delete {}", before.label());
+        let changes = [Change::Delete {
+            before: before.clone(),
+        }];
+        let revision = Self::finish_write(&mut tx, ctx, &summary, &changes).await?;
+        self.commit(tx, revision).await?;
+        Ok(Committed::new(revision, before))
+    }
+
+    async fn get(&self, kind: EntityKind, id: Id) -> Result<Entity, WriteError> {
+        let mut tx = self.inner.read.begin().await?;
+        let found = Self::get_in(&mut tx, kind, id).await;
+        tx.rollback().await?;
+        found
+    }
+
+    async fn update_settings(
+        &self,
+        ctx: &WriteContext,
+        settings: Settings,
+    ) -> Result<Committed<Settings>, WriteError> {
+        let mut tx = self.begin_write().await?;
+        write::check_settings(&mut tx, &settings).await?;
+        let before = read::load_settings(&mut tx).await?;
+        write::write_settings(&mut tx, &settings).await?;
+        let changes = [Change::Settings {
+            before: Box::new(before),
+            after: Box::new(settings.clone()),
+        }];
+        let revision = Self::finish_write(&mut tx, ctx, "update settings", &changes).await?;
+        self.commit(tx, revision).await?;
+        Ok(Committed::new(revision, settings))
+    }
+
+    async fn replace_all(
+        &self,
+        ctx: &WriteContext,
+        config: Config,
+        summary: &str,
+    ) -> Result<Committed<Config>, WriteError> {
+        write::check_config(&config)?;
+        let mut tx = self.begin_write().await?;
+        write::clear_config(&mut tx).await?;
+        write::insert_config(&mut tx, &config).await?;
+        let stored = read::load_config(&mut tx, Scope::All).await?;
+        let revision = Self::finish_write(&mut tx, ctx, summary, &[Change::ReplaceAll]).await?;
+        self.commit(tx, revision).await?;
+        Ok(Committed::new(revision, stored))
+    }
+
+    async fn history(
+        &self,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<RevisionInfo>, WriteError> {
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let rows: Vec<(i64, i64, String, Option<String>, String)> = sqlx::query_as(
+            "SELECT revision, at, actor, client_ip, summary FROM config_history
+             WHERE revision < ?1 ORDER BY revision DESC LIMIT ?2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.inner.read)
+        .await?;
+        rows.into_iter()
+            .map(|(revision, at, actor, client_ip, summary)| {
+                Ok(RevisionInfo {
+                    revision: narrow(revision, "revision")?,
+                    at,
+                    actor,
+                    client_ip,
+                    summary,
+                })
+            })
+            .collect()
+    }
+
+    async fn revision_changes(&self, revision: u64) -> Result<RevisionChanges, WriteError> {
+        let rev = i64::try_from(revision).map_err(|_| WriteError::UnknownRevision(revision))?;
+        let row: Option<(i64, String, Option<String>, String, String)> = sqlx::query_as(
+            "SELECT at, actor, client_ip, summary, changes FROM config_history WHERE revision = ?1",
+        )
+        .bind(rev)
+        .fetch_optional(&self.inner.read)
+        .await?;
+        let (at, actor, client_ip, summary, changes) =
+            row.ok_or(WriteError::UnknownRevision(revision))?;
+        Ok(RevisionChanges {
+            info: RevisionInfo {
+                revision,
+                at,
+                actor,
+                client_ip,
+                summary,
+            },
+            changes: codec::from_json(&changes, "history changes")?,
+        })
+    }
+
+    async fn snapshot_at(&self, revision: u64) -> Result<Snapshot, WriteError> {
+        if revision == 0 {
+            return Ok(Snapshot {
+                revision,
+                config: Config::new(),
+            });
+        }
+        let rev = i64::try_from(revision).map_err(|_| WriteError::UnknownRevision(revision))?;
+        let mut tx = self.inner.read.begin().await?;
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT revision FROM config_history WHERE revision = ?1")
+                .bind(rev)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if known.is_none() {
+            return Err(WriteError::UnknownRevision(revision));
+        }
+        let checkpoint: Option<(i64, String)> = sqlx::query_as(
+            "SELECT revision, snapshot FROM config_history
+             WHERE revision <= ?1 AND snapshot IS NOT NULL
+             ORDER BY revision DESC LIMIT 1",
+        )
+        .bind(rev)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (from, mut config) = match checkpoint {
+            Some((r, json)) => (r, codec::from_json::<Config>(&json, "history snapshot")?),
+            None => (0, Config::new()),
+        };
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT revision, changes FROM config_history
+             WHERE revision > ?1 AND revision <= ?2 ORDER BY revision",
+        )
+        .bind(from)
+        .bind(rev)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.rollback().await?;
+        for (r, json) in rows {
+            let changes: Vec<Change> = codec::from_json(&json, "history changes")?;
+            for change in &changes {
+                if matches!(change, Change::ReplaceAll) {
+                    return Err(WriteError::Corrupt(format!(
+                        "revision {r} replaced the config but has no snapshot"
+                    )));
+                }
+                change.apply(&mut config);
+            }
+        }
+        Ok(Snapshot { revision, config })
+    }
+}

@@ -8,6 +8,8 @@ pub mod filter;
 pub mod forwarded;
 pub mod router;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod upstream;
 pub mod validate;
 

@@ -1,0 +1,863 @@
+//! Integration tests of `SqliteStore`. Each test opens a fresh database in
+//! its own temporary directory.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ppm_core::config::*;
+use ppm_core::store::ConfigStore;
+use ppm_store::accounts::{AuditEntry, NewUser};
+use ppm_store::{
+    ConfigWriter, ConfigWriterExt, EntityKind, ExportDocument, OpenError, SqliteOptions,
+    SqliteStore, WriteContext, WriteError,
+};
+use serde_json::json;
+
+fn ctx() -> WriteContext {
+    WriteContext::new("tester@example.com").client_ip("192.0.2.7")
+}
+
+async fn fresh() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_dir(dir.path()).await.unwrap();
+    (dir, store)
+}
+
+/// A 253-character name: 3 labels of 63, one of 61 (63*3 + 61 + 3 dots).
+fn longest_name(tag: char) -> String {
+    let l63 = "a".repeat(62);
+    format!(
+        "{tag}{l63}.b{l63}.c{l63}.{}",
+        "d".repeat(61)
+    )
+}
+
+fn full_acl() -> AccessList {
+    let mut a = AccessList::default();
+    a.name = "Büro – ñandú 🚀".into();
+    a.rules = vec![
+        IpRule {
+            action: RuleAction::Allow,
+            address: "10.0.0.0/8".into(),
+        },
+        IpRule {
+            action: RuleAction::Deny,
+            address: "2001:db8::/32".into(),
+        },
+        IpRule {
+            action: RuleAction::Allow,
+            address: "all".into(),
+        },
+    ];
+    a.default_action = RuleAction::Deny;
+    a.users = vec![
+        AccessUser {
+            username: "zoë".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        },
+        AccessUser {
+            username: "bob".into(),
+            password_hash: "$2b$12$abcdefghijklmnopqrstuv".into(),
+        },
+    ];
+    a.satisfy = Satisfy::All;
+    a.pass_auth = true;
+    a
+}
+
+fn full_cert() -> Certificate {
+    let mut c = Certificate::default();
+    c.name = "wildcard ✓".into();
+    c.source = CertificateSource::Acme;
+    c.domain_names = vec!["*.example.com".into(), "example.com".into()];
+    c.certificate_pem =
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n".into();
+    c.private_key_pem = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n".into();
+    c
+}
+
+fn full_proxy_host(acl: Option<Id>, cert: Option<Id>, names: Vec<String>) -> ProxyHost {
+    let mut loc = Location::default();
+    loc.path = "^/api/(v[0-9]+)/(.*)$".into();
+    loc.match_kind = MatchKind::Regex;
+    loc.upstreams = vec![Upstream::new("api.internal", 8443).weight(3)];
+    loc.balancing = Some(Balancing::ConsistentHash {
+        key: HashKey::Cookie("session".into()),
+    });
+    loc.forward_scheme = Some(Scheme::Https);
+    loc.rewrite = Some("/$1/$2".into());
+    loc.request_headers = vec![HeaderRule::set("X-Api", "ü")];
+    loc.response_headers = vec![HeaderRule {
+        name: "Server".into(),
+        value: String::new(),
+        action: HeaderAction::Remove,
+    }];
+    loc.timeouts = Timeouts {
+        connect_ms: Some(100),
+        read_ms: None,
+        write_ms: Some(u64::MAX >> 1),
+    };
+    loc.filters = vec![FilterSpec::new("rate_limit", json!({"per_second": 5.5, "burst": 10}))];
+    let mut loc2 = Location::default();
+    loc2.path = "/static".into();
+
+    let mut h = ProxyHost::new(
+        names,
+        vec![
+            Upstream::new("127.0.0.1", 8080),
+            Upstream::new("::1", 65535).weight(1000),
+        ],
+    );
+    h.balancing = Balancing::LeastConnections;
+    h.forward_scheme = Scheme::Https;
+    h.upstream_sni = Some("backend.internal".into());
+    h.upstream_verify_tls = false;
+    h.health_check = Some(HealthCheck {
+        kind: HealthCheckKind::Http {
+            path: "/healthz".into(),
+            host: Some("h.internal".into()),
+            expected_status: 204,
+        },
+        interval_ms: 1000,
+        timeout_ms: 500,
+        healthy_threshold: 2,
+        unhealthy_threshold: 3,
+    });
+    h.passive_health = PassiveHealth {
+        max_fails: 4,
+        fail_timeout_ms: 30_000,
+    };
+    h.retries = 3;
+    h.timeouts = Timeouts {
+        connect_ms: Some(1),
+        read_ms: Some(2),
+        write_ms: Some(3),
+    };
+    h.max_body_size = Some(10 << 20);
+    h.allow_websocket_upgrade = false;
+    h.request_headers = vec![
+        HeaderRule::set("X-Real-IP", "$client_ip"),
+        HeaderRule {
+            name: "X-Multi".into(),
+            value: "a, b".into(),
+            action: HeaderAction::Add,
+        },
+    ];
+    h.response_headers = vec![HeaderRule::set("X-Frame-Options", "DENY")];
+    h.locations = vec![loc, loc2];
+    h.access_list_id = acl;
+    h.certificate_id = cert;
+    h.ssl_forced = true;
+    h.hsts_enabled = true;
+    h.hsts_subdomains = true;
+    h.http2_support = false;
+    h.block_exploits = true;
+    h.filters = vec![
+        FilterSpec {
+            kind: "headers".into(),
+            config: json!({"nested": {"list": [1, -2, 3.25, null, true, "ß"]}}),
+            priority: Some(-7),
+        },
+        FilterSpec::new("noop", serde_json::Value::Null),
+    ];
+    h.enabled = false;
+    h
+}
+
+fn full_redirection(cert: Option<Id>, names: Vec<String>) -> RedirectionHost {
+    RedirectionHost {
+        id: 0,
+        domain_names: names,
+        status: 308,
+        forward_scheme: Some(Scheme::Https),
+        forward_domain: "bücher.example:8443".into(),
+        preserve_path: false,
+        certificate_id: cert,
+        ssl_forced: true,
+        hsts_enabled: true,
+        hsts_subdomains: false,
+        block_exploits: true,
+        filters: vec![FilterSpec::new("noop", json!({}))],
+        enabled: true,
+    }
+}
+
+fn full_dead(cert: Option<Id>, names: Vec<String>) -> DeadHost {
+    DeadHost {
+        id: 0,
+        domain_names: names,
+        certificate_id: cert,
+        ssl_forced: true,
+        hsts_enabled: false,
+        hsts_subdomains: true,
+        filters: vec![FilterSpec::new("error_page", json!({"html": "<h1>ø</h1>"}))],
+        enabled: false,
+    }
+}
+
+fn full_stream(port: u16, protocol: StreamProtocol, acl: Option<Id>, cert: Option<Id>) -> Stream {
+    Stream {
+        id: 0,
+        incoming_port: port,
+        bind_address: "::".into(),
+        protocol,
+        upstreams: vec![Upstream::new("10.0.0.1", 5432), Upstream::new("10.0.0.2", 5432).weight(2)],
+        balancing: Balancing::ConsistentHash {
+            key: HashKey::ClientIp,
+        },
+        access_list_id: acl,
+        certificate_id: cert,
+        proxy_protocol: Some(2),
+        idle_timeout_ms: 1234,
+        enabled: false,
+    }
+}
+
+/// Creates one entity of every kind, fully populated.
+async fn populate(store: &SqliteStore) -> Config {
+    let acl = store.create_access_list(&ctx(), full_acl()).await.unwrap().value;
+    let cert = store.create_certificate(&ctx(), full_cert()).await.unwrap().value;
+    store
+        .create_proxy_host(
+            &ctx(),
+            full_proxy_host(
+                Some(acl.id),
+                Some(cert.id),
+                vec![longest_name('p'), "bücher.example".into(), "*.wild.example".into()],
+            ),
+        )
+        .await
+        .unwrap();
+    store
+        .create_redirection_host(&ctx(), full_redirection(Some(cert.id), vec![longest_name('r')]))
+        .await
+        .unwrap();
+    store
+        .create_dead_host(&ctx(), full_dead(None, vec![longest_name('d')]))
+        .await
+        .unwrap();
+    store
+        .create_stream(&ctx(), full_stream(5432, StreamProtocol::Both, Some(acl.id), Some(cert.id)))
+        .await
+        .unwrap();
+    let mut settings = Settings::default();
+    settings.default_site = DefaultSite::Redirect {
+        url: "https://example.com/ü".into(),
+    };
+    settings.trusted_proxies = vec!["10.0.0.0/8".into()];
+    settings.filters = vec![FilterSpec::new("access_log", json!({"format": "json"}))];
+    settings.allow_link_local_upstreams = true;
+    store.update_settings(&ctx(), settings).await.unwrap();
+    store.load().await.unwrap().config
+}
+
+#[tokio::test]
+async fn crud_round_trips_every_entity_exactly() {
+    let (_dir, store) = fresh().await;
+    assert_eq!(store.load().await.unwrap().revision, 0);
+
+    let acl_in = full_acl();
+    let acl = store.create_access_list(&ctx(), acl_in.clone()).await.unwrap();
+    assert_eq!(acl.revision, 1);
+    assert!(acl.value.id > 0);
+    assert_eq!(AccessList { id: acl.value.id, ..acl_in }, acl.value);
+    assert_eq!(store.get_access_list(acl.value.id).await.unwrap(), acl.value);
+
+    let cert = store.create_certificate(&ctx(), full_cert()).await.unwrap().value;
+    assert_eq!(store.get_certificate(cert.id).await.unwrap(), cert);
+
+    let names = vec![longest_name('p'), "bücher.example".into(), "*.wild.example".into()];
+    assert_eq!(names[0].len(), 253);
+    let host_in = full_proxy_host(Some(acl.value.id), Some(cert.id), names);
+    let host = store.create_proxy_host(&ctx(), host_in.clone()).await.unwrap().value;
+    assert_eq!(ProxyHost { id: host.id, ..host_in }, host);
+    assert_eq!(store.get_proxy_host(host.id).await.unwrap(), host);
+
+    let redir = store
+        .create_redirection_host(&ctx(), full_redirection(Some(cert.id), vec![longest_name('r')]))
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(store.get_redirection_host(redir.id).await.unwrap(), redir);
+    let dead = store
+        .create_dead_host(&ctx(), full_dead(Some(cert.id), vec!["ünïcödé.example".into()]))
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(store.get_dead_host(dead.id).await.unwrap(), dead);
+    let stream = store
+        .create_stream(&ctx(), full_stream(53, StreamProtocol::Udp, Some(acl.value.id), None))
+        .await
+        .unwrap();
+    assert_eq!(stream.revision, 6);
+    let stream = stream.value;
+    assert_eq!(store.get_stream(stream.id).await.unwrap(), stream);
+
+    let snap = store.load().await.unwrap();
+    assert_eq!(snap.revision, 6);
+    assert_eq!(snap.config.access_lists, vec![acl.value.clone()]);
+    assert_eq!(snap.config.certificates, vec![cert.clone()]);
+    assert_eq!(snap.config.proxy_hosts, vec![host.clone()]);
+    assert_eq!(snap.config.redirection_hosts, vec![redir.clone()]);
+    assert_eq!(snap.config.dead_hosts, vec![dead.clone()]);
+    assert_eq!(snap.config.streams, vec![stream.clone()]);
+
+    // Updates replace everything, children included.
+    let mut host2 = host.clone();
+    host2.domain_names = vec!["only.example".into()];
+    host2.locations.truncate(1);
+    host2.locations[0].upstreams.clear();
+    host2.upstreams.reverse();
+    host2.filters.clear();
+    host2.health_check = None;
+    host2.max_body_size = None;
+    host2.access_list_id = None;
+    let updated = store.update_proxy_host(&ctx(), host2.clone()).await.unwrap();
+    assert_eq!(updated.revision, 7);
+    assert_eq!(updated.value, host2);
+    assert_eq!(store.get_proxy_host(host.id).await.unwrap(), host2);
+    // The old names are free again.
+    let mut other = ProxyHost::new(["bücher.example"], vec![Upstream::new("127.0.0.1", 1)]);
+    other = store.create_proxy_host(&ctx(), other).await.unwrap().value;
+
+    let mut acl2 = acl.value.clone();
+    acl2.users.pop();
+    acl2.rules.swap(0, 2);
+    acl2.name = String::new();
+    assert_eq!(store.update_access_list(&ctx(), acl2.clone()).await.unwrap().value, acl2);
+    let mut cert2 = cert.clone();
+    cert2.domain_names = vec![];
+    cert2.private_key_pem = "k".into();
+    assert_eq!(store.update_certificate(&ctx(), cert2.clone()).await.unwrap().value, cert2);
+    let mut stream2 = stream.clone();
+    stream2.protocol = StreamProtocol::Tcp;
+    stream2.proxy_protocol = None;
+    assert_eq!(store.update_stream(&ctx(), stream2.clone()).await.unwrap().value, stream2);
+    let mut redir2 = redir.clone();
+    redir2.forward_scheme = None;
+    assert_eq!(
+        store.update_redirection_host(&ctx(), redir2.clone()).await.unwrap().value,
+        redir2
+    );
+    let mut dead2 = dead.clone();
+    dead2.domain_names.push("zwei.example".into());
+    assert_eq!(store.update_dead_host(&ctx(), dead2.clone()).await.unwrap().value, dead2);
+
+    // Deletes return what was deleted.
+    let deleted = store.delete_proxy_host(&ctx(), other.id).await.unwrap();
+    assert_eq!(deleted.value, other);
+    store.delete_stream(&ctx(), stream.id).await.unwrap();
+    store.delete_proxy_host(&ctx(), host.id).await.unwrap();
+    store.delete_redirection_host(&ctx(), redir.id).await.unwrap();
+    store.delete_dead_host(&ctx(), dead.id).await.unwrap();
+    store.delete_access_list(&ctx(), acl.value.id).await.unwrap();
+    let last = store.delete_certificate(&ctx(), cert.id).await.unwrap();
+    let snap = store.load().await.unwrap();
+    assert_eq!(snap.revision, last.revision);
+    assert_eq!(snap.config, Config::new());
+    assert!(matches!(
+        store.get_proxy_host(host.id).await,
+        Err(WriteError::NotFound {
+            kind: EntityKind::ProxyHost,
+            ..
+        })
+    ));
+    // Ids are never reused.
+    let again = store.create_proxy_host(&ctx(), ProxyHost::new(["x.example"], vec![])).await.unwrap();
+    assert!(again.value.id > other.id);
+}
+
+#[tokio::test]
+async fn settings_round_trip() {
+    let (_dir, store) = fresh().await;
+    let config = populate(&store).await;
+    assert_eq!(config.settings.trusted_proxies, vec!["10.0.0.0/8".to_string()]);
+    let host = config.proxy_hosts[0].id;
+    let mut s = config.settings.clone();
+    s.default_site = DefaultSite::Host { host_id: host };
+    store.update_settings(&ctx(), s.clone()).await.unwrap();
+    assert_eq!(store.load().await.unwrap().config.settings, s);
+
+    let err = store.delete_proxy_host(&ctx(), host).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("proxy host {host} is in use by settings.default_site")
+    );
+    s.default_site = DefaultSite::Host { host_id: 999 };
+    let err = store.update_settings(&ctx(), s).await.unwrap_err();
+    assert_eq!(
+        err.field_errors()[0].to_string(),
+        "default_site.host_id: proxy host 999 does not exist"
+    );
+}
+
+#[tokio::test]
+async fn conflicts_and_references_name_the_field() {
+    let (_dir, store) = fresh().await;
+    let up = || vec![Upstream::new("127.0.0.1", 80)];
+    let h = store
+        .create_proxy_host(&ctx(), ProxyHost::new(["a.test", "b.test"], up()))
+        .await
+        .unwrap()
+        .value;
+    let before = store.revision().await.unwrap();
+
+    // Across host kinds, case-insensitively.
+    let mut r = RedirectionHost::default();
+    r.domain_names = vec!["c.test".into(), "A.TEST".into()];
+    let err = store.create_redirection_host(&ctx(), r).await.unwrap_err();
+    assert_eq!(
+        err.field_errors()[0].to_string(),
+        format!("domain_names[1]: \"A.TEST\" is already used by proxy host {}", h.id)
+    );
+    // Punycode and unicode forms are one name.
+    store
+        .create_dead_host(&ctx(), DeadHost { domain_names: vec!["bücher.test".into()], ..DeadHost::default() })
+        .await
+        .unwrap();
+    let err = store
+        .create_proxy_host(&ctx(), ProxyHost::new(["xn--bcher-kva.test"], up()))
+        .await
+        .unwrap_err();
+    assert!(err.field_errors()[0].message.contains("is already used by 404 host"), "{err}");
+    // Twice in one host.
+    let err = store
+        .create_proxy_host(&ctx(), ProxyHost::new(["d.test", "e.test", "d.test"], up()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.field_errors()[0].to_string(),
+        "domain_names[2]: \"d.test\" is already listed at domain_names[0]"
+    );
+    // Updating a host with its own names is fine.
+    store.update_proxy_host(&ctx(), h.clone()).await.unwrap();
+
+    // References.
+    let mut bad = ProxyHost::new(["f.test"], up());
+    bad.access_list_id = Some(9);
+    bad.certificate_id = Some(10);
+    let err = store.create_proxy_host(&ctx(), bad).await.unwrap_err();
+    let fields: Vec<String> = err.field_errors().iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        fields,
+        vec![
+            "access_list_id: access list 9 does not exist",
+            "certificate_id: certificate 10 does not exist"
+        ]
+    );
+
+    // Stream ports: tcp and udp coexist, both conflicts with either.
+    let s = |port, protocol| Stream {
+        incoming_port: port,
+        protocol,
+        ..Stream::default()
+    };
+    let tcp = store.create_stream(&ctx(), s(9000, StreamProtocol::Tcp)).await.unwrap().value;
+    store.create_stream(&ctx(), s(9000, StreamProtocol::Udp)).await.unwrap();
+    let err = store.create_stream(&ctx(), s(9000, StreamProtocol::Both)).await.unwrap_err();
+    assert_eq!(
+        err.field_errors()[0].to_string(),
+        format!("incoming_port: tcp port 9000 is already used by stream {}", tcp.id)
+    );
+    let both = store.create_stream(&ctx(), s(9001, StreamProtocol::Both)).await.unwrap().value;
+    let err = store.create_stream(&ctx(), s(9001, StreamProtocol::Udp)).await.unwrap_err();
+    assert!(err.field_errors()[0].to_string().starts_with("incoming_port: udp port 9001"), "{err}");
+    let mut moved = tcp.clone();
+    moved.incoming_port = 9001;
+    let err = store.update_stream(&ctx(), moved).await.unwrap_err();
+    assert_eq!(
+        err.field_errors()[0].to_string(),
+        format!("incoming_port: tcp port 9001 is already used by stream {}", both.id)
+    );
+    // A stream keeps its own port on update.
+    store.update_stream(&ctx(), both.clone()).await.unwrap();
+
+    // Not found, in use.
+    let mut ghost = h.clone();
+    ghost.id = 4242;
+    assert!(matches!(
+        store.update_proxy_host(&ctx(), ghost).await,
+        Err(WriteError::NotFound { kind: EntityKind::ProxyHost, id: 4242 })
+    ));
+    assert!(matches!(
+        store.delete_stream(&ctx(), 4242).await,
+        Err(WriteError::NotFound { kind: EntityKind::Stream, id: 4242 })
+    ));
+    let acl = store.create_access_list(&ctx(), full_acl()).await.unwrap().value;
+    let mut uses = both.clone();
+    uses.access_list_id = Some(acl.id);
+    store.update_stream(&ctx(), uses).await.unwrap();
+    let err = store.delete_access_list(&ctx(), acl.id).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("access list {} is in use by stream {}", acl.id, both.id)
+    );
+    // Duplicate access list user names.
+    let mut dup = full_acl();
+    dup.users.push(dup.users[0].clone());
+    let err = store.create_access_list(&ctx(), dup).await.unwrap_err();
+    assert_eq!(err.field_errors()[0].path, "users[2].username");
+
+    // Refused writes bumped nothing beyond the accepted ones.
+    let history = store.history(None, 1000).await.unwrap();
+    assert_eq!(history.len() as u64, store.revision().await.unwrap());
+    assert!(store.revision().await.unwrap() > before);
+}
+
+#[tokio::test]
+async fn replace_all_checks_the_whole_config() {
+    let (_dir, store) = fresh().await;
+    let mut c = Config::new();
+    let mut a = ProxyHost::new(["a.test"], vec![]);
+    a.id = 5;
+    a.access_list_id = Some(3);
+    let mut b = ProxyHost::new(["x.test", "A.test"], vec![]);
+    b.id = 5;
+    c.proxy_hosts = vec![a, b];
+    c.streams = vec![
+        Stream { id: 1, incoming_port: 22, ..Stream::default() },
+        Stream { id: 2, incoming_port: 22, protocol: StreamProtocol::Both, ..Stream::default() },
+    ];
+    let err = store.replace_all(&ctx(), c, "import").await.unwrap_err();
+    let fields: Vec<String> = err.field_errors().iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        fields,
+        vec![
+            "proxy_hosts[1].id: id 5 is already used by proxy_hosts[0]",
+            "proxy_hosts[1].domain_names[1]: \"A.test\" is already used by proxy_hosts[0].domain_names[0]",
+            "proxy_hosts[0].access_list_id: access list 3 does not exist",
+            "streams[1].incoming_port: tcp port 22 is already used by streams[0]",
+        ]
+    );
+    assert_eq!(store.revision().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn export_import_reproduces_the_snapshot() {
+    let (_dir, store) = fresh().await;
+    let config = populate(&store).await;
+
+    let doc = store.export(true).await.unwrap();
+    assert_eq!(doc.format, "ppm-config");
+    assert_eq!(doc.version, 1);
+    assert_eq!(doc.revision, store.revision().await.unwrap());
+    let text = doc.to_json().unwrap();
+
+    let (_dir2, empty) = fresh().await;
+    let parsed = ExportDocument::from_json(&text).unwrap();
+    let imported = empty.import(&WriteContext::new("import"), parsed).await.unwrap();
+    assert_eq!(imported.revision, 1);
+    assert_eq!(imported.value, config);
+    assert_eq!(empty.load().await.unwrap().config, config);
+    // Ids were kept, so new entities do not collide with imported ones.
+    let next = empty
+        .create_proxy_host(&ctx(), ProxyHost::new(["new.example"], vec![]))
+        .await
+        .unwrap();
+    assert!(next.value.id > config.proxy_hosts[0].id);
+
+    // Without secrets: blank in the document, kept by a re-import.
+    let blank = store.export(false).await.unwrap();
+    assert!(blank.config.certificates[0].private_key_pem.is_empty());
+    assert!(blank.config.access_lists[0].users.iter().all(|u| u.password_hash.is_empty()));
+    assert!(!blank.to_json().unwrap().contains("PRIVATE KEY"));
+    store.import(&ctx(), blank).await.unwrap();
+    assert_eq!(store.load().await.unwrap().config, config);
+
+    // Wrong documents are refused.
+    for bad in [
+        r#"{"format":"other","version":1,"revision":1,"config":{}}"#,
+        r#"{"format":"ppm-config","version":2,"revision":1,"config":{}}"#,
+        "not json",
+    ] {
+        assert!(matches!(ExportDocument::from_json(bad), Err(WriteError::Format(_))), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn rollback_restores_earlier_snapshots_exactly() {
+    let (_dir, store) = fresh().await;
+    let mut seen = vec![(0, Config::new())];
+    populate(&store).await;
+    seen.push((store.revision().await.unwrap(), store.load().await.unwrap().config));
+    // Enough writes to pass a history checkpoint.
+    let mut ids = Vec::new();
+    for i in 0..40u16 {
+        let name = format!("h{i}.example");
+        let c = if i % 3 == 2 {
+            let id: Id = ids.remove(0);
+            store.delete_proxy_host(&ctx(), id).await.unwrap().revision
+        } else {
+            let mut h = full_proxy_host(None, None, vec![name]);
+            h.retries = u32::from(i);
+            let c = store.create_proxy_host(&ctx(), h).await.unwrap();
+            ids.push(c.value.id);
+            c.revision
+        };
+        let snap = store.load().await.unwrap();
+        assert_eq!(snap.revision, c);
+        seen.push((c, snap.config));
+    }
+    for (rev, config) in &seen {
+        let snap = store.snapshot_at(*rev).await.unwrap();
+        assert_eq!(&snap.config, config, "snapshot at revision {rev}");
+    }
+    let history = store.history(None, 5).await.unwrap();
+    assert_eq!(history.len(), 5);
+    assert_eq!(history[0].revision, store.revision().await.unwrap());
+    assert_eq!(history[0].actor, "tester@example.com");
+    assert_eq!(history[0].client_ip.as_deref(), Some("192.0.2.7"));
+    let changes = store.revision_changes(history[0].revision).await.unwrap();
+    assert_eq!(changes.changes.len(), 1);
+
+    for (rev, config) in seen.iter().rev().step_by(7) {
+        let done = store.rollback(&ctx(), *rev).await.unwrap();
+        assert_eq!(&done.value, config);
+        let snap = store.load().await.unwrap();
+        assert_eq!(snap.revision, done.revision);
+        assert_eq!(&snap.config, config, "rollback to {rev}");
+        assert_eq!(
+            store.history(None, 1).await.unwrap()[0].summary,
+            format!("rollback to revision {rev}")
+        );
+    }
+    assert!(matches!(
+        store.snapshot_at(10_000).await,
+        Err(WriteError::UnknownRevision(10_000))
+    ));
+}
+
+#[tokio::test]
+async fn watch_fires_after_commit() {
+    let (_dir, store) = fresh().await;
+    let mut signal = store.watch().unwrap();
+    let c = store
+        .create_proxy_host(&ctx(), ProxyHost::new(["w.example"], vec![]))
+        .await
+        .unwrap();
+    let rev = tokio::time::timeout(Duration::from_secs(5), signal.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rev, c.revision);
+    assert_eq!(store.load().await.unwrap().revision, rev);
+}
+
+#[tokio::test]
+async fn two_stores_on_one_file_converge() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let opts = SqliteOptions::new().poll_interval(Some(Duration::from_millis(50)));
+    let a = SqliteStore::open_with(&path, opts.clone()).await.unwrap();
+    let b = SqliteStore::open_with(&path, opts).await.unwrap();
+    let mut signal = b.watch().unwrap();
+
+    populate(&a).await;
+    let target = a.revision().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let rev = tokio::time::timeout(left, signal.changed())
+            .await
+            .expect("the second store noticed the writes in time")
+            .unwrap();
+        if rev >= target {
+            break;
+        }
+    }
+    assert_eq!(b.load().await.unwrap(), a.load().await.unwrap());
+
+    // And the other way round, with a conflict checked across both.
+    let err = b
+        .create_proxy_host(&ctx(), ProxyHost::new(["bücher.example"], vec![]))
+        .await
+        .unwrap_err();
+    assert!(err.field_errors()[0].message.contains("already used"));
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ppm.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.close().await;
+    drop(store);
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (99990001, 'from the future', 1, x'00', 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert!(matches!(err, OpenError::NewerSchema { found: 99990001, .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("99990001"), "{msg}");
+    assert!(msg.contains(&SqliteStore::supported_schema_version().to_string()), "{msg}");
+}
+
+#[tokio::test]
+async fn backup_is_a_consistent_copy() {
+    let (dir, store) = fresh().await;
+    populate(&store).await;
+    let target = dir.path().join("backup.db");
+    store.backup_to(&target).await.unwrap();
+    let copy = SqliteStore::open(&target).await.unwrap();
+    assert_eq!(copy.integrity_check().await.unwrap(), "ok");
+    assert_eq!(copy.load().await.unwrap(), store.load().await.unwrap());
+}
+
+#[tokio::test]
+async fn users_tokens_and_audit() {
+    let (_dir, store) = fresh().await;
+    let u = store
+        .create_user(NewUser::new("Admin@Example.com", "Ädmin", "$argon2id$x", "admin"))
+        .await
+        .unwrap();
+    assert!(u.id > 0);
+    assert_eq!(store.get_user(u.id).await.unwrap(), u);
+    let err = store
+        .create_user(NewUser::new("admin@example.com", "dup", "h", "viewer"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.field_errors()[0].path, "email");
+    assert_eq!(
+        store.find_user_by_email("ADMIN@example.com").await.unwrap().unwrap().id,
+        u.id
+    );
+    let mut u2 = u.clone();
+    u2.disabled = true;
+    u2.name = "renamed".into();
+    let saved = store.update_user(&u2).await.unwrap();
+    assert!(saved.disabled);
+    store.set_user_password(u.id, "$argon2id$y").await.unwrap();
+    let reread = store.get_user(u.id).await.unwrap();
+    assert_eq!(reread.password_hash, "$argon2id$y");
+    assert!(reread.password_changed_at.is_some());
+
+    let scopes = vec!["read".to_string(), "write".to_string()];
+    let t = store.create_api_token(u.id, "ci", "hash1", &scopes).await.unwrap();
+    assert_eq!(t.scopes, scopes);
+    assert_eq!(store.find_api_token("hash1").await.unwrap().unwrap(), t);
+    store.touch_api_token(t.id).await.unwrap();
+    store.revoke_api_token(t.id).await.unwrap();
+    let t2 = store.find_api_token("hash1").await.unwrap().unwrap();
+    assert!(t2.last_used_at.is_some() && t2.revoked_at.is_some());
+    assert_eq!(store.list_api_tokens(u.id).await.unwrap().len(), 1);
+    let err = store.create_api_token(999, "x", "hash2", &[]).await.unwrap_err();
+    assert_eq!(err.field_errors()[0].path, "user_id");
+
+    let mut e = AuditEntry::new("admin@example.com", "create", "proxy_host");
+    e.user_id = Some(u.id);
+    e.entity_id = Some(3);
+    e.after = Some(json!({"domain_names": ["a.test"]}));
+    let e = store.append_audit(e).await.unwrap();
+    store.append_audit(AuditEntry::new("system", "login", "user")).await.unwrap();
+    let log = store.list_audit(None, 10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1], e);
+    assert_eq!(store.list_audit(Some(log[0].id), 10).await.unwrap(), vec![e.clone()]);
+
+    store.delete_user(u.id).await.unwrap();
+    assert!(store.find_api_token("hash1").await.unwrap().is_none());
+    let log = store.list_audit(None, 10).await.unwrap();
+    assert_eq!(log[1].user_id, None);
+    assert_eq!(log[1].actor, "admin@example.com");
+    // None of this touched the config revision.
+    assert_eq!(store.revision().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn loads_many_hosts_with_few_queries() {
+    let (_dir, store) = fresh().await;
+    let mut c = Config::new();
+    for i in 0..2000 {
+        let mut h = ProxyHost::new(
+            [format!("h{i}.example"), format!("www.h{i}.example")],
+            vec![Upstream::new("10.0.0.1", 80), Upstream::new("10.0.0.2", 80)],
+        );
+        h.id = i + 1;
+        h.request_headers = vec![HeaderRule::set("X-A", "b")];
+        h.locations = vec![Location { path: "/api".into(), ..Location::default() }];
+        c.proxy_hosts.push(h);
+    }
+    let stored = store.replace_all(&ctx(), c.clone(), "bulk").await.unwrap();
+    assert_eq!(stored.value, c);
+    let start = Instant::now();
+    let snap = store.load().await.unwrap();
+    eprintln!("load of 2000 hosts: {:?}", start.elapsed());
+    assert_eq!(snap.config, c);
+}
+
+const KILL_DB_ENV: &str = "PPM_STORE_KILL_TEST_DB";
+
+/// The writer half of `sigkill_mid_write_keeps_the_database_sound`: run by
+/// the parent test as a child process, never on its own.
+#[tokio::test]
+#[ignore = "run by sigkill_mid_write_keeps_the_database_sound"]
+async fn sigkill_writer_child() {
+    let Ok(path) = std::env::var(KILL_DB_ENV) else {
+        return;
+    };
+    let store = SqliteStore::open(&path).await.unwrap();
+    for i in 0..100 {
+        let mut h = full_proxy_host(None, None, vec![format!("k{i}.example")]);
+        h.retries = i;
+        let c = store.create_proxy_host(&ctx(), h).await.unwrap();
+        println!("committed {}", c.revision);
+        // Spread the writes so the parent's kill lands mid-way.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn sigkill_mid_write_keeps_the_database_sound() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("killed.db");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "sigkill_writer_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(KILL_DB_ENV, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut last_seen = 0u64;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(rev) = line.strip_prefix("committed ") {
+            last_seen = rev.parse().unwrap();
+            if last_seen >= 20 {
+                break;
+            }
+        }
+    }
+    assert!(last_seen >= 20, "the writer committed {last_seen} revisions before exiting");
+    child.kill().unwrap(); // SIGKILL on Unix
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the writer was killed, not finished");
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    let snap = store.load().await.unwrap();
+    eprintln!("killed after revision {last_seen}; the file holds revision {}", snap.revision);
+    assert!(snap.revision >= last_seen && snap.revision <= 100);
+    // Consistent: one host per committed revision, history up to it, and
+    // the last host fully written.
+    assert_eq!(snap.config.proxy_hosts.len() as u64, snap.revision);
+    assert_eq!(store.history(None, 1).await.unwrap()[0].revision, snap.revision);
+    let last = snap.config.proxy_hosts.last().unwrap();
+    let mut expected = full_proxy_host(None, None, vec![format!("k{}.example", snap.revision - 1)]);
+    expected.id = last.id;
+    expected.retries = (snap.revision - 1) as u32;
+    assert_eq!(last, &expected);
+    assert_eq!(store.snapshot_at(snap.revision).await.unwrap().config, snap.config);
+}

@@ -262,9 +262,55 @@ pub async fn send_on<S: AsyncRead + AsyncWrite + Unpin>(
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body).await?;
     stream.flush().await?;
+    let read = read_response(stream, method == "HEAD");
+    match tokio::time::timeout(Duration::from_secs(30), read).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no complete response in 30 s",
+        )),
+    }
+}
+
+/// Reads one response: the head, then a body framed by `content-length`,
+/// chunked encoding, or the end of the stream.
+pub async fn read_response<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    head_only: bool,
+) -> io::Result<TestResponse> {
     let mut raw = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw)).await;
-    parse_response(&raw, method == "HEAD")
+    let mut tmp = [0u8; 8192];
+    loop {
+        if let Some(end) = find(&raw, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let body = &raw[end + 4..];
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            let chunked = head
+                .lines()
+                .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
+            let no_body = head_only
+                || head.starts_with("http/1.1 1")
+                || head.starts_with("http/1.1 204")
+                || head.starts_with("http/1.1 304");
+            let complete = no_body
+                || match (len, chunked) {
+                    (Some(l), _) => body.len() >= l,
+                    (None, true) => body.ends_with(b"0\r\n\r\n"),
+                    (None, false) => false,
+                };
+            if complete {
+                return parse_response(&raw, no_body);
+            }
+        }
+        let n = stream.read(&mut tmp).await?;
+        if n == 0 {
+            return parse_response(&raw, head_only);
+        }
+        raw.extend_from_slice(&tmp[..n]);
+    }
 }
 
 fn invalid(msg: &str) -> io::Error {

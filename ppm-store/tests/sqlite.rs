@@ -27,10 +27,7 @@ async fn fresh() -> (tempfile::TempDir, SqliteStore) {
 /// A 253-character name: 3 labels of 63, one of 61 (63*3 + 61 + 3 dots).
 fn longest_name(tag: char) -> String {
     let l63 = "a".repeat(62);
-    format!(
-        "{tag}{l63}.b{l63}.c{l63}.{}",
-        "d".repeat(61)
-    )
+    format!("{tag}{l63}.b{l63}.c{l63}.{}", "d".repeat(61))
 }
 
 fn full_acl() -> AccessList {
@@ -98,7 +95,10 @@ fn full_proxy_host(acl: Option<Id>, cert: Option<Id>, names: Vec<String>) -> Pro
         read_ms: None,
         write_ms: Some(u64::MAX >> 1),
     };
-    loc.filters = vec![FilterSpec::new("rate_limit", json!({"per_second": 5.5, "burst": 10}))];
+    loc.filters = vec![FilterSpec::new(
+        "rate_limit",
+        json!({"per_second": 5.5, "burst": 10}),
+    )];
     let mut loc2 = Location::default();
     loc2.path = "/static".into();
 
@@ -202,7 +202,10 @@ fn full_stream(port: u16, protocol: StreamProtocol, acl: Option<Id>, cert: Optio
         incoming_port: port,
         bind_address: "::".into(),
         protocol,
-        upstreams: vec![Upstream::new("10.0.0.1", 5432), Upstream::new("10.0.0.2", 5432).weight(2)],
+        upstreams: vec![
+            Upstream::new("10.0.0.1", 5432),
+            Upstream::new("10.0.0.2", 5432).weight(2),
+        ],
         balancing: Balancing::ConsistentHash {
             key: HashKey::ClientIp,
         },
@@ -216,21 +219,36 @@ fn full_stream(port: u16, protocol: StreamProtocol, acl: Option<Id>, cert: Optio
 
 /// Creates one entity of every kind, fully populated.
 async fn populate(store: &SqliteStore) -> Config {
-    let acl = store.create_access_list(&ctx(), full_acl()).await.unwrap().value;
-    let cert = store.create_certificate(&ctx(), full_cert()).await.unwrap().value;
+    let acl = store
+        .create_access_list(&ctx(), full_acl())
+        .await
+        .unwrap()
+        .value;
+    let cert = store
+        .create_certificate(&ctx(), full_cert())
+        .await
+        .unwrap()
+        .value;
     store
         .create_proxy_host(
             &ctx(),
             full_proxy_host(
                 Some(acl.id),
                 Some(cert.id),
-                vec![longest_name('p'), "bücher.example".into(), "*.wild.example".into()],
+                vec![
+                    longest_name('p'),
+                    "bücher.example".into(),
+                    "*.wild.example".into(),
+                ],
             ),
         )
         .await
         .unwrap();
     store
-        .create_redirection_host(&ctx(), full_redirection(Some(cert.id), vec![longest_name('r')]))
+        .create_redirection_host(
+            &ctx(),
+            full_redirection(Some(cert.id), vec![longest_name('r')]),
+        )
         .await
         .unwrap();
     store
@@ -238,7 +256,10 @@ async fn populate(store: &SqliteStore) -> Config {
         .await
         .unwrap();
     store
-        .create_stream(&ctx(), full_stream(5432, StreamProtocol::Both, Some(acl.id), Some(cert.id)))
+        .create_stream(
+            &ctx(),
+            full_stream(5432, StreamProtocol::Both, Some(acl.id), Some(cert.id)),
+        )
         .await
         .unwrap();
     let mut settings = Settings::default();
@@ -258,36 +279,75 @@ async fn crud_round_trips_every_entity_exactly() {
     assert_eq!(store.load().await.unwrap().revision, 0);
 
     let acl_in = full_acl();
-    let acl = store.create_access_list(&ctx(), acl_in.clone()).await.unwrap();
+    let acl = store
+        .create_access_list(&ctx(), acl_in.clone())
+        .await
+        .unwrap();
     assert_eq!(acl.revision, 1);
     assert!(acl.value.id > 0);
-    assert_eq!(AccessList { id: acl.value.id, ..acl_in }, acl.value);
-    assert_eq!(store.get_access_list(acl.value.id).await.unwrap(), acl.value);
+    assert_eq!(
+        AccessList {
+            id: acl.value.id,
+            ..acl_in
+        },
+        acl.value
+    );
+    assert_eq!(
+        store.get_access_list(acl.value.id).await.unwrap(),
+        acl.value
+    );
 
-    let cert = store.create_certificate(&ctx(), full_cert()).await.unwrap().value;
+    let cert = store
+        .create_certificate(&ctx(), full_cert())
+        .await
+        .unwrap()
+        .value;
     assert_eq!(store.get_certificate(cert.id).await.unwrap(), cert);
 
-    let names = vec![longest_name('p'), "bücher.example".into(), "*.wild.example".into()];
+    let names = vec![
+        longest_name('p'),
+        "bücher.example".into(),
+        "*.wild.example".into(),
+    ];
     assert_eq!(names[0].len(), 253);
     let host_in = full_proxy_host(Some(acl.value.id), Some(cert.id), names);
-    let host = store.create_proxy_host(&ctx(), host_in.clone()).await.unwrap().value;
-    assert_eq!(ProxyHost { id: host.id, ..host_in }, host);
+    let host = store
+        .create_proxy_host(&ctx(), host_in.clone())
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(
+        ProxyHost {
+            id: host.id,
+            ..host_in
+        },
+        host
+    );
     assert_eq!(store.get_proxy_host(host.id).await.unwrap(), host);
 
     let redir = store
-        .create_redirection_host(&ctx(), full_redirection(Some(cert.id), vec![longest_name('r')]))
+        .create_redirection_host(
+            &ctx(),
+            full_redirection(Some(cert.id), vec![longest_name('r')]),
+        )
         .await
         .unwrap()
         .value;
     assert_eq!(store.get_redirection_host(redir.id).await.unwrap(), redir);
     let dead = store
-        .create_dead_host(&ctx(), full_dead(Some(cert.id), vec!["ünïcödé.example".into()]))
+        .create_dead_host(
+            &ctx(),
+            full_dead(Some(cert.id), vec!["ünïcödé.example".into()]),
+        )
         .await
         .unwrap()
         .value;
     assert_eq!(store.get_dead_host(dead.id).await.unwrap(), dead);
     let stream = store
-        .create_stream(&ctx(), full_stream(53, StreamProtocol::Udp, Some(acl.value.id), None))
+        .create_stream(
+            &ctx(),
+            full_stream(53, StreamProtocol::Udp, Some(acl.value.id), None),
+        )
         .await
         .unwrap();
     assert_eq!(stream.revision, 6);
@@ -313,7 +373,10 @@ async fn crud_round_trips_every_entity_exactly() {
     host2.health_check = None;
     host2.max_body_size = None;
     host2.access_list_id = None;
-    let updated = store.update_proxy_host(&ctx(), host2.clone()).await.unwrap();
+    let updated = store
+        .update_proxy_host(&ctx(), host2.clone())
+        .await
+        .unwrap();
     assert_eq!(updated.revision, 7);
     assert_eq!(updated.value, host2);
     assert_eq!(store.get_proxy_host(host.id).await.unwrap(), host2);
@@ -325,33 +388,71 @@ async fn crud_round_trips_every_entity_exactly() {
     acl2.users.pop();
     acl2.rules.swap(0, 2);
     acl2.name = String::new();
-    assert_eq!(store.update_access_list(&ctx(), acl2.clone()).await.unwrap().value, acl2);
+    assert_eq!(
+        store
+            .update_access_list(&ctx(), acl2.clone())
+            .await
+            .unwrap()
+            .value,
+        acl2
+    );
     let mut cert2 = cert.clone();
     cert2.domain_names = vec![];
     cert2.private_key_pem = "k".into();
-    assert_eq!(store.update_certificate(&ctx(), cert2.clone()).await.unwrap().value, cert2);
+    assert_eq!(
+        store
+            .update_certificate(&ctx(), cert2.clone())
+            .await
+            .unwrap()
+            .value,
+        cert2
+    );
     let mut stream2 = stream.clone();
     stream2.protocol = StreamProtocol::Tcp;
     stream2.proxy_protocol = None;
-    assert_eq!(store.update_stream(&ctx(), stream2.clone()).await.unwrap().value, stream2);
+    assert_eq!(
+        store
+            .update_stream(&ctx(), stream2.clone())
+            .await
+            .unwrap()
+            .value,
+        stream2
+    );
     let mut redir2 = redir.clone();
     redir2.forward_scheme = None;
     assert_eq!(
-        store.update_redirection_host(&ctx(), redir2.clone()).await.unwrap().value,
+        store
+            .update_redirection_host(&ctx(), redir2.clone())
+            .await
+            .unwrap()
+            .value,
         redir2
     );
     let mut dead2 = dead.clone();
     dead2.domain_names.push("zwei.example".into());
-    assert_eq!(store.update_dead_host(&ctx(), dead2.clone()).await.unwrap().value, dead2);
+    assert_eq!(
+        store
+            .update_dead_host(&ctx(), dead2.clone())
+            .await
+            .unwrap()
+            .value,
+        dead2
+    );
 
     // Deletes return what was deleted.
     let deleted = store.delete_proxy_host(&ctx(), other.id).await.unwrap();
     assert_eq!(deleted.value, other);
     store.delete_stream(&ctx(), stream.id).await.unwrap();
     store.delete_proxy_host(&ctx(), host.id).await.unwrap();
-    store.delete_redirection_host(&ctx(), redir.id).await.unwrap();
+    store
+        .delete_redirection_host(&ctx(), redir.id)
+        .await
+        .unwrap();
     store.delete_dead_host(&ctx(), dead.id).await.unwrap();
-    store.delete_access_list(&ctx(), acl.value.id).await.unwrap();
+    store
+        .delete_access_list(&ctx(), acl.value.id)
+        .await
+        .unwrap();
     let last = store.delete_certificate(&ctx(), cert.id).await.unwrap();
     let snap = store.load().await.unwrap();
     assert_eq!(snap.revision, last.revision);
@@ -364,7 +465,10 @@ async fn crud_round_trips_every_entity_exactly() {
         })
     ));
     // Ids are never reused.
-    let again = store.create_proxy_host(&ctx(), ProxyHost::new(["x.example"], vec![])).await.unwrap();
+    let again = store
+        .create_proxy_host(&ctx(), ProxyHost::new(["x.example"], vec![]))
+        .await
+        .unwrap();
     assert!(again.value.id > other.id);
 }
 
@@ -372,7 +476,10 @@ async fn crud_round_trips_every_entity_exactly() {
 async fn settings_round_trip() {
     let (_dir, store) = fresh().await;
     let config = populate(&store).await;
-    assert_eq!(config.settings.trusted_proxies, vec!["10.0.0.0/8".to_string()]);
+    assert_eq!(
+        config.settings.trusted_proxies,
+        vec!["10.0.0.0/8".to_string()]
+    );
     let host = config.proxy_hosts[0].id;
     let mut s = config.settings.clone();
     s.default_site = DefaultSite::Host { host_id: host };
@@ -409,18 +516,32 @@ async fn conflicts_and_references_name_the_field() {
     let err = store.create_redirection_host(&ctx(), r).await.unwrap_err();
     assert_eq!(
         err.field_errors()[0].to_string(),
-        format!("domain_names[1]: \"A.TEST\" is already used by proxy host {}", h.id)
+        format!(
+            "domain_names[1]: \"A.TEST\" is already used by proxy host {}",
+            h.id
+        )
     );
     // Punycode and unicode forms are one name.
     store
-        .create_dead_host(&ctx(), DeadHost { domain_names: vec!["bücher.test".into()], ..DeadHost::default() })
+        .create_dead_host(
+            &ctx(),
+            DeadHost {
+                domain_names: vec!["bücher.test".into()],
+                ..DeadHost::default()
+            },
+        )
         .await
         .unwrap();
     let err = store
         .create_proxy_host(&ctx(), ProxyHost::new(["xn--bcher-kva.test"], up()))
         .await
         .unwrap_err();
-    assert!(err.field_errors()[0].message.contains("is already used by 404 host"), "{err}");
+    assert!(
+        err.field_errors()[0]
+            .message
+            .contains("is already used by 404 host"),
+        "{err}"
+    );
     // Twice in one host.
     let err = store
         .create_proxy_host(&ctx(), ProxyHost::new(["d.test", "e.test", "d.test"], up()))
@@ -453,22 +574,50 @@ async fn conflicts_and_references_name_the_field() {
         protocol,
         ..Stream::default()
     };
-    let tcp = store.create_stream(&ctx(), s(9000, StreamProtocol::Tcp)).await.unwrap().value;
-    store.create_stream(&ctx(), s(9000, StreamProtocol::Udp)).await.unwrap();
-    let err = store.create_stream(&ctx(), s(9000, StreamProtocol::Both)).await.unwrap_err();
+    let tcp = store
+        .create_stream(&ctx(), s(9000, StreamProtocol::Tcp))
+        .await
+        .unwrap()
+        .value;
+    store
+        .create_stream(&ctx(), s(9000, StreamProtocol::Udp))
+        .await
+        .unwrap();
+    let err = store
+        .create_stream(&ctx(), s(9000, StreamProtocol::Both))
+        .await
+        .unwrap_err();
     assert_eq!(
         err.field_errors()[0].to_string(),
-        format!("incoming_port: tcp port 9000 is already used by stream {}", tcp.id)
+        format!(
+            "incoming_port: tcp port 9000 is already used by stream {}",
+            tcp.id
+        )
     );
-    let both = store.create_stream(&ctx(), s(9001, StreamProtocol::Both)).await.unwrap().value;
-    let err = store.create_stream(&ctx(), s(9001, StreamProtocol::Udp)).await.unwrap_err();
-    assert!(err.field_errors()[0].to_string().starts_with("incoming_port: udp port 9001"), "{err}");
+    let both = store
+        .create_stream(&ctx(), s(9001, StreamProtocol::Both))
+        .await
+        .unwrap()
+        .value;
+    let err = store
+        .create_stream(&ctx(), s(9001, StreamProtocol::Udp))
+        .await
+        .unwrap_err();
+    assert!(
+        err.field_errors()[0]
+            .to_string()
+            .starts_with("incoming_port: udp port 9001"),
+        "{err}"
+    );
     let mut moved = tcp.clone();
     moved.incoming_port = 9001;
     let err = store.update_stream(&ctx(), moved).await.unwrap_err();
     assert_eq!(
         err.field_errors()[0].to_string(),
-        format!("incoming_port: tcp port 9001 is already used by stream {}", both.id)
+        format!(
+            "incoming_port: tcp port 9001 is already used by stream {}",
+            both.id
+        )
     );
     // A stream keeps its own port on update.
     store.update_stream(&ctx(), both.clone()).await.unwrap();
@@ -478,13 +627,23 @@ async fn conflicts_and_references_name_the_field() {
     ghost.id = 4242;
     assert!(matches!(
         store.update_proxy_host(&ctx(), ghost).await,
-        Err(WriteError::NotFound { kind: EntityKind::ProxyHost, id: 4242 })
+        Err(WriteError::NotFound {
+            kind: EntityKind::ProxyHost,
+            id: 4242
+        })
     ));
     assert!(matches!(
         store.delete_stream(&ctx(), 4242).await,
-        Err(WriteError::NotFound { kind: EntityKind::Stream, id: 4242 })
+        Err(WriteError::NotFound {
+            kind: EntityKind::Stream,
+            id: 4242
+        })
     ));
-    let acl = store.create_access_list(&ctx(), full_acl()).await.unwrap().value;
+    let acl = store
+        .create_access_list(&ctx(), full_acl())
+        .await
+        .unwrap()
+        .value;
     let mut uses = both.clone();
     uses.access_list_id = Some(acl.id);
     store.update_stream(&ctx(), uses).await.unwrap();
@@ -516,8 +675,17 @@ async fn replace_all_checks_the_whole_config() {
     b.id = 5;
     c.proxy_hosts = vec![a, b];
     c.streams = vec![
-        Stream { id: 1, incoming_port: 22, ..Stream::default() },
-        Stream { id: 2, incoming_port: 22, protocol: StreamProtocol::Both, ..Stream::default() },
+        Stream {
+            id: 1,
+            incoming_port: 22,
+            ..Stream::default()
+        },
+        Stream {
+            id: 2,
+            incoming_port: 22,
+            protocol: StreamProtocol::Both,
+            ..Stream::default()
+        },
     ];
     let err = store.replace_all(&ctx(), c, "import").await.unwrap_err();
     let fields: Vec<String> = err.field_errors().iter().map(|e| e.to_string()).collect();
@@ -546,7 +714,10 @@ async fn export_import_reproduces_the_snapshot() {
 
     let (_dir2, empty) = fresh().await;
     let parsed = ExportDocument::from_json(&text).unwrap();
-    let imported = empty.import(&WriteContext::new("import"), parsed).await.unwrap();
+    let imported = empty
+        .import(&WriteContext::new("import"), parsed)
+        .await
+        .unwrap();
     assert_eq!(imported.revision, 1);
     assert_eq!(imported.value, config);
     assert_eq!(empty.load().await.unwrap().config, config);
@@ -560,7 +731,10 @@ async fn export_import_reproduces_the_snapshot() {
     // Without secrets: blank in the document, kept by a re-import.
     let blank = store.export(false).await.unwrap();
     assert!(blank.config.certificates[0].private_key_pem.is_empty());
-    assert!(blank.config.access_lists[0].users.iter().all(|u| u.password_hash.is_empty()));
+    assert!(blank.config.access_lists[0]
+        .users
+        .iter()
+        .all(|u| u.password_hash.is_empty()));
     assert!(!blank.to_json().unwrap().contains("PRIVATE KEY"));
     store.import(&ctx(), blank).await.unwrap();
     assert_eq!(store.load().await.unwrap().config, config);
@@ -571,7 +745,10 @@ async fn export_import_reproduces_the_snapshot() {
         r#"{"format":"ppm-config","version":2,"revision":1,"config":{}}"#,
         "not json",
     ] {
-        assert!(matches!(ExportDocument::from_json(bad), Err(WriteError::Format(_))), "{bad}");
+        assert!(
+            matches!(ExportDocument::from_json(bad), Err(WriteError::Format(_))),
+            "{bad}"
+        );
     }
 }
 
@@ -580,7 +757,10 @@ async fn rollback_restores_earlier_snapshots_exactly() {
     let (_dir, store) = fresh().await;
     let mut seen = vec![(0, Config::new())];
     populate(&store).await;
-    seen.push((store.revision().await.unwrap(), store.load().await.unwrap().config));
+    seen.push((
+        store.revision().await.unwrap(),
+        store.load().await.unwrap().config,
+    ));
     // Enough writes to pass a history checkpoint.
     let mut ids = Vec::new();
     for i in 0..40u16 {
@@ -698,10 +878,22 @@ async fn newer_schema_is_refused() {
         conn.close().await.unwrap();
     }
     let err = SqliteStore::open(&path).await.unwrap_err();
-    assert!(matches!(err, OpenError::NewerSchema { found: 99990001, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            OpenError::NewerSchema {
+                found: 99990001,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let msg = err.to_string();
     assert!(msg.contains("99990001"), "{msg}");
-    assert!(msg.contains(&SqliteStore::supported_schema_version().to_string()), "{msg}");
+    assert!(
+        msg.contains(&SqliteStore::supported_schema_version().to_string()),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -719,7 +911,12 @@ async fn backup_is_a_consistent_copy() {
 async fn users_tokens_and_audit() {
     let (_dir, store) = fresh().await;
     let u = store
-        .create_user(NewUser::new("Admin@Example.com", "Ädmin", "$argon2id$x", "admin"))
+        .create_user(NewUser::new(
+            "Admin@Example.com",
+            "Ädmin",
+            "$argon2id$x",
+            "admin",
+        ))
         .await
         .unwrap();
     assert!(u.id > 0);
@@ -730,7 +927,12 @@ async fn users_tokens_and_audit() {
         .unwrap_err();
     assert_eq!(err.field_errors()[0].path, "email");
     assert_eq!(
-        store.find_user_by_email("ADMIN@example.com").await.unwrap().unwrap().id,
+        store
+            .find_user_by_email("ADMIN@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
         u.id
     );
     let mut u2 = u.clone();
@@ -744,7 +946,10 @@ async fn users_tokens_and_audit() {
     assert!(reread.password_changed_at.is_some());
 
     let scopes = vec!["read".to_string(), "write".to_string()];
-    let t = store.create_api_token(u.id, "ci", "hash1", &scopes).await.unwrap();
+    let t = store
+        .create_api_token(u.id, "ci", "hash1", &scopes)
+        .await
+        .unwrap();
     assert_eq!(t.scopes, scopes);
     assert_eq!(store.find_api_token("hash1").await.unwrap().unwrap(), t);
     store.touch_api_token(t.id).await.unwrap();
@@ -752,7 +957,10 @@ async fn users_tokens_and_audit() {
     let t2 = store.find_api_token("hash1").await.unwrap().unwrap();
     assert!(t2.last_used_at.is_some() && t2.revoked_at.is_some());
     assert_eq!(store.list_api_tokens(u.id).await.unwrap().len(), 1);
-    let err = store.create_api_token(999, "x", "hash2", &[]).await.unwrap_err();
+    let err = store
+        .create_api_token(999, "x", "hash2", &[])
+        .await
+        .unwrap_err();
     assert_eq!(err.field_errors()[0].path, "user_id");
 
     let mut e = AuditEntry::new("admin@example.com", "create", "proxy_host");
@@ -760,11 +968,17 @@ async fn users_tokens_and_audit() {
     e.entity_id = Some(3);
     e.after = Some(json!({"domain_names": ["a.test"]}));
     let e = store.append_audit(e).await.unwrap();
-    store.append_audit(AuditEntry::new("system", "login", "user")).await.unwrap();
+    store
+        .append_audit(AuditEntry::new("system", "login", "user"))
+        .await
+        .unwrap();
     let log = store.list_audit(None, 10).await.unwrap();
     assert_eq!(log.len(), 2);
     assert_eq!(log[1], e);
-    assert_eq!(store.list_audit(Some(log[0].id), 10).await.unwrap(), vec![e.clone()]);
+    assert_eq!(
+        store.list_audit(Some(log[0].id), 10).await.unwrap(),
+        vec![e.clone()]
+    );
 
     store.delete_user(u.id).await.unwrap();
     assert!(store.find_api_token("hash1").await.unwrap().is_none());
@@ -786,7 +1000,10 @@ async fn loads_many_hosts_with_few_queries() {
         );
         h.id = i + 1;
         h.request_headers = vec![HeaderRule::set("X-A", "b")];
-        h.locations = vec![Location { path: "/api".into(), ..Location::default() }];
+        h.locations = vec![Location {
+            path: "/api".into(),
+            ..Location::default()
+        }];
         c.proxy_hosts.push(h);
     }
     let stored = store.replace_all(&ctx(), c.clone(), "bulk").await.unwrap();
@@ -823,7 +1040,13 @@ async fn sigkill_mid_write_keeps_the_database_sound() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("killed.db");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "sigkill_writer_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "sigkill_writer_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(KILL_DB_ENV, &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -840,7 +1063,10 @@ async fn sigkill_mid_write_keeps_the_database_sound() {
             }
         }
     }
-    assert!(last_seen >= 20, "the writer committed {last_seen} revisions before exiting");
+    assert!(
+        last_seen >= 20,
+        "the writer committed {last_seen} revisions before exiting"
+    );
     child.kill().unwrap(); // SIGKILL on Unix
     let status = child.wait().unwrap();
     assert!(!status.success(), "the writer was killed, not finished");
@@ -848,16 +1074,25 @@ async fn sigkill_mid_write_keeps_the_database_sound() {
     let store = SqliteStore::open(&path).await.unwrap();
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
     let snap = store.load().await.unwrap();
-    eprintln!("killed after revision {last_seen}; the file holds revision {}", snap.revision);
+    eprintln!(
+        "killed after revision {last_seen}; the file holds revision {}",
+        snap.revision
+    );
     assert!(snap.revision >= last_seen && snap.revision <= 100);
     // Consistent: one host per committed revision, history up to it, and
     // the last host fully written.
     assert_eq!(snap.config.proxy_hosts.len() as u64, snap.revision);
-    assert_eq!(store.history(None, 1).await.unwrap()[0].revision, snap.revision);
+    assert_eq!(
+        store.history(None, 1).await.unwrap()[0].revision,
+        snap.revision
+    );
     let last = snap.config.proxy_hosts.last().unwrap();
     let mut expected = full_proxy_host(None, None, vec![format!("k{}.example", snap.revision - 1)]);
     expected.id = last.id;
     expected.retries = (snap.revision - 1) as u32;
     assert_eq!(last, &expected);
-    assert_eq!(store.snapshot_at(snap.revision).await.unwrap().config, snap.config);
+    assert_eq!(
+        store.snapshot_at(snap.revision).await.unwrap().config,
+        snap.config
+    );
 }

@@ -106,6 +106,9 @@ impl fmt::Display for EntityKind {
 }
 
 /// One config entity of any kind.
+// Entities are moved a few times per write, never stored in bulk: boxing the
+// large variants would only make matching on them clumsier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -219,6 +222,7 @@ pub fn remove_from(config: &mut Config, kind: EntityKind, id: Id) {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 #[non_exhaustive]
+#[allow(clippy::large_enum_variant)] // See `Entity`.
 pub enum Change {
     /// An entity was created.
     Create {

@@ -1,6 +1,15 @@
 //! Integration tests of `SqliteStore`. Each test opens a fresh database in
 //! its own temporary directory.
 
+// Helpers outside `#[test]` functions are test code too; building fixtures
+// field by field reads better than one large initializer.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::field_reassign_with_default
+)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -305,7 +305,7 @@ impl SqliteStore {
         .await?;
         let revision: u64 = narrow(revision, "revision")?;
         let replaced = changes.iter().any(|c| matches!(c, Change::ReplaceAll));
-        let snapshot = if replaced || revision % CHECKPOINT_EVERY == 0 {
+        let snapshot = if replaced || revision.is_multiple_of(CHECKPOINT_EVERY) {
             let config = read::load_config(conn, Scope::All).await?;
             Some(codec::to_json(&config)?)
         } else {

@@ -169,11 +169,11 @@ fn take<T>(map: &mut Multi<T>, id: Id) -> Vec<T> {
 }
 
 fn timeouts(c: Option<i64>, r: Option<i64>, w: Option<i64>) -> Result<Timeouts, StoreError> {
-    let mut t = Timeouts::default();
-    t.connect_ms = c.map(|v| narrow(v, "connect_timeout_ms")).transpose()?;
-    t.read_ms = r.map(|v| narrow(v, "read_timeout_ms")).transpose()?;
-    t.write_ms = w.map(|v| narrow(v, "write_timeout_ms")).transpose()?;
-    Ok(t)
+    Ok(Timeouts {
+        connect_ms: c.map(|v| narrow(v, "connect_timeout_ms")).transpose()?,
+        read_ms: r.map(|v| narrow(v, "read_timeout_ms")).transpose()?,
+        write_ms: w.map(|v| narrow(v, "write_timeout_ms")).transpose()?,
+    })
 }
 
 /// Children shared by hosts and locations, grouped by owner.
@@ -409,15 +409,15 @@ pub(crate) async fn load_config(
     )
     .await?;
     for (id, name, default_action, satisfy, pass_auth) in rows {
-        let mut a = AccessList::default();
-        a.id = id;
-        a.name = name;
-        a.rules = take(&mut rules, id);
-        a.default_action = enum_from_str(&default_action, "access list default_action")?;
-        a.users = take(&mut users, id);
-        a.satisfy = enum_from_str(&satisfy, "access list satisfy")?;
-        a.pass_auth = pass_auth;
-        config.access_lists.push(a);
+        config.access_lists.push(AccessList {
+            id,
+            name,
+            rules: take(&mut rules, id),
+            default_action: enum_from_str(&default_action, "access list default_action")?,
+            users: take(&mut users, id),
+            satisfy: enum_from_str(&satisfy, "access list satisfy")?,
+            pass_auth,
+        });
     }
 
     // Certificates.
@@ -444,14 +444,14 @@ pub(crate) async fn load_config(
     )
     .await?;
     for (id, name, source, certificate_pem, private_key_pem) in rows {
-        let mut c = Certificate::default();
-        c.id = id;
-        c.name = name;
-        c.source = enum_from_str(&source, "certificate source")?;
-        c.domain_names = take(&mut cert_names, id);
-        c.certificate_pem = certificate_pem;
-        c.private_key_pem = private_key_pem;
-        config.certificates.push(c);
+        config.certificates.push(Certificate {
+            id,
+            name,
+            source: enum_from_str(&source, "certificate source")?,
+            domain_names: take(&mut cert_names, id),
+            certificate_pem,
+            private_key_pem,
+        });
     }
 
     // Locations, grouped by proxy host.
@@ -472,23 +472,24 @@ pub(crate) async fn load_config(
     .await?;
     let mut locations: Multi<Location> = HashMap::new();
     for r in rows {
-        let mut l = Location::default();
-        l.path = r.path;
-        l.match_kind = enum_from_str(&r.match_kind, "location match_kind")?;
-        l.upstreams = take(&mut ch.upstreams_loc, r.id);
-        l.balancing = r
-            .balancing
-            .map(|b| from_json(&b, "location balancing"))
-            .transpose()?;
-        l.forward_scheme = r
-            .forward_scheme
-            .map(|s| enum_from_str(&s, "location forward_scheme"))
-            .transpose()?;
-        l.rewrite = r.rewrite;
-        l.request_headers = take(&mut ch.req_headers_loc, r.id);
-        l.response_headers = take(&mut ch.resp_headers_loc, r.id);
-        l.timeouts = timeouts(r.connect_timeout_ms, r.read_timeout_ms, r.write_timeout_ms)?;
-        l.filters = take(&mut ch.filters_loc, r.id);
+        let l = Location {
+            path: r.path,
+            match_kind: enum_from_str(&r.match_kind, "location match_kind")?,
+            upstreams: take(&mut ch.upstreams_loc, r.id),
+            balancing: r
+                .balancing
+                .map(|b| from_json(&b, "location balancing"))
+                .transpose()?,
+            forward_scheme: r
+                .forward_scheme
+                .map(|s| enum_from_str(&s, "location forward_scheme"))
+                .transpose()?,
+            rewrite: r.rewrite,
+            request_headers: take(&mut ch.req_headers_loc, r.id),
+            response_headers: take(&mut ch.resp_headers_loc, r.id),
+            timeouts: timeouts(r.connect_timeout_ms, r.read_timeout_ms, r.write_timeout_ms)?,
+            filters: take(&mut ch.filters_loc, r.id),
+        };
         locations.entry(r.proxy_host_id).or_default().push(l);
     }
 
@@ -516,9 +517,10 @@ pub(crate) async fn load_config(
     .await?;
     config.proxy_hosts.reserve(rows.len());
     for r in rows {
-        let mut passive = PassiveHealth::default();
-        passive.max_fails = narrow(r.passive_max_fails, "passive max_fails")?;
-        passive.fail_timeout_ms = narrow(r.passive_fail_timeout_ms, "passive fail_timeout_ms")?;
+        let passive = PassiveHealth {
+            max_fails: narrow(r.passive_max_fails, "passive max_fails")?,
+            fail_timeout_ms: narrow(r.passive_fail_timeout_ms, "passive fail_timeout_ms")?,
+        };
         let h = ProxyHost {
             id: r.id,
             domain_names: take(&mut ch.domains_ph, r.id),

@@ -16,6 +16,7 @@ pub type Id = i64;
 
 /// A whole configuration: everything the engine serves.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Config {
@@ -44,6 +45,7 @@ impl Config {
 
 /// `http` or `https`: how the proxy talks to an upstream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
     /// Plain HTTP.
@@ -65,14 +67,18 @@ impl Scheme {
 
 /// One upstream server of a group.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     /// An IP address or a hostname (resolved when the config is compiled).
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 253)))]
     pub host: String,
     /// TCP port, 1..=65535.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 65535)))]
     pub port: u16,
     /// Relative share of the traffic, 1..=1000. Defaults to 1.
     #[serde(default = "default_weight")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1000)))]
     pub weight: u32,
 }
 
@@ -102,6 +108,7 @@ fn default_weight() -> u32 {
 ///
 /// Every algorithm honours the upstreams' weights.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "algorithm", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum Balancing {
@@ -124,6 +131,7 @@ pub enum Balancing {
 
 /// The request property a consistent hash is computed from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "source", content = "name", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum HashKey {
@@ -138,6 +146,7 @@ pub enum HashKey {
 
 /// Active health checking of a group's upstreams.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
     /// TCP connect or HTTP request.
@@ -181,6 +190,7 @@ fn default_one() -> u32 {
 
 /// What an active health check does.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum HealthCheckKind {
@@ -211,6 +221,7 @@ fn default_hc_status() -> u16 {
 /// Passive failure marking: an upstream that fails to connect `max_fails`
 /// times in a row is skipped for `fail_timeout_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PassiveHealth {
     /// Consecutive connect failures before the upstream is skipped, 1..=100.
@@ -239,6 +250,7 @@ fn default_fail_timeout() -> u64 {
 
 /// Timeouts towards the upstream, in milliseconds. `None` keeps the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Timeouts {
     /// TCP (and TLS) connect timeout. Default 10 s.
@@ -251,6 +263,7 @@ pub struct Timeouts {
 
 /// What a header rule does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum HeaderAction {
     /// Replace any existing value (the default).
@@ -267,12 +280,24 @@ pub enum HeaderAction {
 /// Values may use variables: `$client_ip`, `$host`, `$scheme`, `$request_uri`,
 /// `$remote_port` (see the headers filter).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderRule {
     /// Header name (an RFC 9110 token).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(
+            length(min = 1, max = 256),
+            regex(pattern = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+        )
+    )]
     pub name: String,
     /// Header value (visible ASCII and spaces).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(length(max = 8192), regex(pattern = r"^[\t\x20-\x7e]*$"))
+    )]
     pub value: String,
     /// Set, add or remove.
     #[serde(default)]
@@ -292,6 +317,7 @@ impl HeaderRule {
 
 /// A filter attached by configuration: a registered kind and its typed config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FilterSpec {
     /// The registered kind, e.g. `"rate_limit"`.
@@ -317,6 +343,7 @@ impl FilterSpec {
 
 /// How a location's path is matched.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MatchKind {
     /// The path starts with `path` at a segment boundary: `/api` matches
@@ -332,6 +359,7 @@ pub enum MatchKind {
 
 /// A path-based override within a proxy host.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Location {
     /// The path (or pattern, for regex locations).
@@ -359,11 +387,19 @@ pub struct Location {
 
 /// A host proxied to an upstream group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxyHost {
     /// Store id; 0 before the entity is stored.
     pub id: Id,
     /// Names served, exact (`example.com`) or wildcard (`*.example.com`).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(
+            length(min = 1, max = 100),
+            inner(length(min = 1, max = 253), regex(pattern = r"^(\*\.)?[^*\s]+$"))
+        )
+    )]
     pub domain_names: Vec<String>,
     /// The upstream group.
     pub upstreams: Vec<Upstream>,
@@ -380,6 +416,7 @@ pub struct ProxyHost {
     /// Passive failure marking.
     pub passive_health: PassiveHealth,
     /// Retries on another upstream when connecting fails (idempotent requests), 0..=10.
+    #[cfg_attr(feature = "schema", schemars(range(max = 10)))]
     pub retries: u32,
     /// Upstream timeouts.
     pub timeouts: Timeouts,
@@ -463,17 +500,27 @@ impl ProxyHost {
 
 /// A host that redirects every request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct RedirectionHost {
     /// Store id.
     pub id: Id,
     /// Names served.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(
+            length(min = 1, max = 100),
+            inner(length(min = 1, max = 253), regex(pattern = r"^(\*\.)?[^*\s]+$"))
+        )
+    )]
     pub domain_names: Vec<String>,
     /// 301, 302, 307 or 308.
+    #[cfg_attr(feature = "schema", schemars(range(min = 301, max = 308)))]
     pub status: u16,
     /// Scheme of the target; `None` keeps the request's.
     pub forward_scheme: Option<Scheme>,
     /// Target host (and optional port), e.g. `example.com` or `example.com:8443`.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 259)))]
     pub forward_domain: String,
     /// Keep the request's path and query on the target.
     pub preserve_path: bool,
@@ -515,11 +562,19 @@ impl Default for RedirectionHost {
 
 /// A host that answers every request with 404 (or its error page).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct DeadHost {
     /// Store id.
     pub id: Id,
     /// Names served.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(
+            length(min = 1, max = 100),
+            inner(length(min = 1, max = 253), regex(pattern = r"^(\*\.)?[^*\s]+$"))
+        )
+    )]
     pub domain_names: Vec<String>,
     /// Certificate served for this host's names over TLS.
     pub certificate_id: Option<Id>,
@@ -552,6 +607,7 @@ impl Default for DeadHost {
 
 /// `tcp`, `udp` or `both`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum StreamProtocol {
     /// TCP only.
@@ -565,11 +621,13 @@ pub enum StreamProtocol {
 
 /// A layer-4 port forward.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Stream {
     /// Store id.
     pub id: Id,
     /// Port the stream listens on, 1..=65535.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 65535)))]
     pub incoming_port: u16,
     /// Address the stream binds, default `0.0.0.0`.
     pub bind_address: String,
@@ -611,6 +669,7 @@ impl Default for Stream {
 
 /// Allow or deny.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RuleAction {
     /// Let the request through.
@@ -622,6 +681,7 @@ pub enum RuleAction {
 
 /// One IP rule of an access list.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IpRule {
     /// Allow or deny.
@@ -632,9 +692,14 @@ pub struct IpRule {
 
 /// A Basic-Auth user of an access list.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AccessUser {
     /// User name (no `:`).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(length(min = 1, max = 255), regex(pattern = r"^[^:]+$"))
+    )]
     pub username: String,
     /// PHC-format argon2id hash, or a bcrypt hash for imported lists.
     /// Exports leave it out unless secrets are requested.
@@ -644,6 +709,7 @@ pub struct AccessUser {
 
 /// `any`: the IP rules **or** a password let a request in; `all`: both must.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Satisfy {
     /// Either the IP rules or Basic Auth is enough.
@@ -655,6 +721,7 @@ pub enum Satisfy {
 
 /// IP rules and Basic-Auth users, attached to hosts and streams by id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct AccessList {
     /// Store id.
@@ -689,6 +756,7 @@ impl Default for AccessList {
 
 /// Where a certificate came from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CertificateSource {
     /// Uploaded by an operator.
@@ -700,6 +768,7 @@ pub enum CertificateSource {
 
 /// A TLS certificate with its chain and key, in PEM.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Certificate {
     /// Store id.
@@ -719,6 +788,7 @@ pub struct Certificate {
 
 /// What to do with a request whose host matches nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "behaviour", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum DefaultSite {
@@ -739,6 +809,7 @@ pub enum DefaultSite {
 
 /// Global settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Behaviour for unknown hosts.

@@ -224,6 +224,7 @@ impl std::fmt::Debug for EngineHandle {
 
 /// The health of one upstream group, for the control plane.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct GroupHealth {
     /// Ids of the proxy hosts using this group (as host or location group).

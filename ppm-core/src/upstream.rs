@@ -125,6 +125,7 @@ const MAX_MEMBERS: usize = 64;
 
 /// The health of one upstream, for the engine handle.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct MemberHealth {
     /// The resolved address.

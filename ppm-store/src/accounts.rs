@@ -91,6 +91,7 @@ pub struct ApiToken {
 
 /// One audit log entry: an action someone took through the control plane.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct AuditEntry {
     /// Store id (0 before it is stored).
@@ -458,5 +459,22 @@ impl SqliteStore {
         .fetch_all(self.read_pool())
         .await?;
         rows.into_iter().map(audit_from_row).collect()
+    }
+
+    /// A server-wide secret by name, created from `init` on first use.
+    ///
+    /// The first caller's `init` wins, so every process sharing the database
+    /// ends up with the same value (used for the session-signing key).
+    pub async fn server_secret(&self, name: &str, init: &str) -> Result<String, WriteError> {
+        sqlx::query("INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?1, ?2)")
+            .bind(name)
+            .bind(init)
+            .execute(self.write_pool())
+            .await?;
+        let value: String = sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?1")
+            .bind(name)
+            .fetch_one(self.write_pool())
+            .await?;
+        Ok(value)
     }
 }

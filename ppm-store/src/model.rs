@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Who makes a write, recorded in the config history.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct WriteContext {
     /// A user's email, a token name, `"acme"`, `"import"`...
@@ -62,6 +63,7 @@ impl<T> Committed<T> {
 
 /// The kinds of stored entities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EntityKind {
@@ -110,6 +112,7 @@ impl fmt::Display for EntityKind {
 // large variants would only make matching on them clumsier.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Entity {
@@ -220,6 +223,7 @@ pub fn remove_from(config: &mut Config, kind: EntityKind, id: Id) {
 /// `before`/`after` hold whole entities, so a later diff view needs nothing
 /// else. They include secrets, as the database does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "op", rename_all = "snake_case")]
 #[non_exhaustive]
 #[allow(clippy::large_enum_variant)] // See `Entity`.
@@ -270,6 +274,7 @@ impl Change {
 
 /// One entry of the config history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct RevisionInfo {
     /// The revision the write created.
@@ -286,6 +291,7 @@ pub struct RevisionInfo {
 
 /// The entity-level changes of one revision, for a diff view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct RevisionChanges {
     /// Who, when and what.
@@ -302,6 +308,7 @@ pub const EXPORT_VERSION: u32 = 1;
 /// A whole configuration as one versioned JSON document:
 /// `{"format": "ppm-config", "version": 1, "revision": N, "config": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ExportDocument {

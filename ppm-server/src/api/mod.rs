@@ -1,0 +1,125 @@
+//! The REST API under `/api`.
+
+pub mod access;
+pub mod error;
+pub mod openapi;
+mod resources;
+mod routes;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::Router;
+use ppm_core::engine::EngineHandle;
+use ppm_core::forwarded::TrustedProxies;
+use ppm_store::SqliteStore;
+use serde::de::DeserializeOwned;
+
+pub use access::{Access, Auth, Role};
+pub use error::{ApiError, ApiResult};
+
+use crate::auth::Jwt;
+use crate::throttle::LoginThrottle;
+
+/// Largest request body the API reads.
+pub const MAX_BODY: usize = 4 << 20;
+
+/// Everything handlers share.
+pub struct State {
+    /// The config and account store.
+    pub store: Arc<SqliteStore>,
+    /// The running engine.
+    pub engine: EngineHandle,
+    /// Session token signer.
+    pub jwt: Jwt,
+    /// Session lifetime in seconds.
+    pub session_ttl: i64,
+    /// Ports ppm-server listens on itself.
+    pub own_ports: Vec<u16>,
+    /// Proxies in front of the API whose X-Forwarded-For is believed.
+    pub trusted: TrustedProxies,
+    /// Failed-login backoff.
+    pub throttle: LoginThrottle,
+    /// Serialises config writes so a change is checked against the config
+    /// it will be applied to.
+    pub write_lock: tokio::sync::Mutex<()>,
+}
+
+/// Shared state handle.
+pub type AppState = Arc<State>;
+
+/// The API router.
+pub fn router(state: AppState) -> Router {
+    routes::router()
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// The client's IP: the TCP peer, or from X-Forwarded-For through trusted
+/// proxies.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let xff = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.as_bytes());
+        Ok(ClientIp(state.trusted.client_ip(peer, xff)))
+    }
+}
+
+/// A JSON body parsed strictly: unknown fields are rejected and every error
+/// names the field path.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let ct_ok = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        if !ct_ok {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses JSON, turning serde's error into a field error.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let path = if path == "." { String::new() } else { path };
+        let mut err = ApiError::field(path.clone(), inner.to_string());
+        if inner.is_syntax() || inner.is_eof() {
+            err.status = axum::http::StatusCode::BAD_REQUEST;
+            err.code = "bad_json";
+        }
+        err
+    })
+}

@@ -1,0 +1,497 @@
+//! `GET /api/openapi.json`: an OpenAPI 3.1 document generated from the same
+//! Rust types the handlers parse and return, so it cannot drift from what
+//! the server accepts (lengths, ranges, patterns and unknown-field rules
+//! come from the types' serde and schemars attributes).
+
+use std::sync::OnceLock;
+
+use axum::Json;
+use ppm_core::config::{Certificate, DeadHost, ProxyHost, RedirectionHost, Settings, Stream};
+use ppm_core::engine::GroupHealth;
+use ppm_store::accounts::AuditEntry;
+use ppm_store::{ExportDocument, RevisionChanges, RevisionInfo};
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, SchemaGenerator};
+use serde_json::{json, Map, Value};
+
+use super::resources::{AccessListInput, Resource};
+use super::routes::{
+    Counts, ExportQuery, Health, ImportQuery, ImportResult, LoginRequest, LoginResponse, Page,
+    PasswordChange, RollbackResult, TokenInput, TokenView, UserInput, UserView,
+};
+
+/// Serves the document (built once).
+pub async fn serve() -> Json<Value> {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    Json(DOC.get_or_init(document).clone())
+}
+
+struct Doc {
+    gen: SchemaGenerator,
+    paths: Map<String, Value>,
+}
+
+/// How an operation is protected.
+#[derive(Clone, Copy)]
+enum Sec {
+    Public,
+    Bearer,
+}
+
+impl Doc {
+    fn schema<T: JsonSchema>(&mut self) -> Value {
+        serde_json::to_value(self.gen.subschema_for::<T>()).unwrap_or(Value::Null)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn op(
+        &mut self,
+        method: &str,
+        path: &str,
+        tag: &str,
+        summary: &str,
+        sec: Sec,
+        params: Vec<Value>,
+        body: Option<Value>,
+        ok: (u16, Option<Value>),
+    ) {
+        let mut responses = Map::new();
+        let ok_resp = match ok.1 {
+            Some(schema) => {
+                json!({"description": "Success", "content": {"application/json": {"schema": schema}}})
+            }
+            None => json!({"description": "Success, no body"}),
+        };
+        responses.insert(ok.0.to_string(), ok_resp);
+        let err = json!({"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+        let mut codes = vec!["400", "422", "500"];
+        if matches!(sec, Sec::Bearer) {
+            codes.extend(["401", "403"]);
+        }
+        if path.contains('{') {
+            codes.push("404");
+        }
+        if matches!(method, "post" | "put" | "delete") {
+            codes.push("409");
+        }
+        if path == "/api/auth/login" {
+            codes.push("429");
+        }
+        for c in codes {
+            responses.insert(c.to_string(), err.clone());
+        }
+        let mut op = json!({
+            "tags": [tag],
+            "summary": summary,
+            "operationId": format!("{method}_{}", path.trim_start_matches("/api/").replace(['/', '{', '}', '-'], "_")),
+            "responses": responses,
+        });
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        if let Some(b) = body {
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": b}}});
+        }
+        if matches!(sec, Sec::Public) {
+            op["security"] = json!([]);
+        }
+        let entry = self
+            .paths
+            .entry(path.to_string())
+            .or_insert_with(|| json!({}));
+        entry[method] = op;
+    }
+
+    fn crud<R: Resource + JsonSchema>(&mut self, input: Value, tag: &str) {
+        let path = format!("/api/{}", R::PATH);
+        let item = format!("{path}/{{id}}");
+        let entity = self.schema::<R>();
+        let list = json!({"type": "array", "items": entity.clone()});
+        let id = id_param("id");
+        self.op(
+            "get",
+            &path,
+            tag,
+            &format!("List {}", R::KIND),
+            Sec::Bearer,
+            vec![],
+            None,
+            (200, Some(list)),
+        );
+        self.op(
+            "post",
+            &path,
+            tag,
+            &format!("Create a {}", R::KIND),
+            Sec::Bearer,
+            vec![],
+            Some(input.clone()),
+            (201, Some(entity.clone())),
+        );
+        self.op(
+            "get",
+            &item,
+            tag,
+            &format!("Read a {}", R::KIND),
+            Sec::Bearer,
+            vec![id.clone()],
+            None,
+            (200, Some(entity.clone())),
+        );
+        self.op(
+            "put",
+            &item,
+            tag,
+            &format!("Replace a {}", R::KIND),
+            Sec::Bearer,
+            vec![id.clone()],
+            Some(input),
+            (200, Some(entity)),
+        );
+        self.op(
+            "delete",
+            &item,
+            tag,
+            &format!("Delete a {}", R::KIND),
+            Sec::Bearer,
+            vec![id],
+            None,
+            (204, None),
+        );
+    }
+}
+
+fn id_param(name: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": {"type": "integer", "format": "int64"}})
+}
+
+fn query_params<T: JsonSchema>() -> Vec<Value> {
+    let schema = schemars::schema_for!(T);
+    let v = serde_json::to_value(schema).unwrap_or(Value::Null);
+    let Some(props) = v.get("properties").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    props
+        .iter()
+        .map(|(k, s)| json!({"name": k, "in": "query", "required": false, "schema": s}))
+        .collect()
+}
+
+/// Builds the document.
+pub fn document() -> Value {
+    let settings = SchemaSettings::draft2020_12().with(|s| {
+        s.definitions_path = "/components/schemas".into();
+    });
+    let mut d = Doc {
+        gen: settings.into_generator(),
+        paths: Map::new(),
+    };
+
+    let h = d.schema::<Health>();
+    d.op(
+        "get",
+        "/api/health",
+        "system",
+        "Liveness",
+        Sec::Public,
+        vec![],
+        None,
+        (200, Some(h)),
+    );
+    let spec = json!({"type": "object"});
+    d.op(
+        "get",
+        "/api/openapi.json",
+        "system",
+        "This document",
+        Sec::Public,
+        vec![],
+        None,
+        (200, Some(spec)),
+    );
+
+    let (lreq, lres) = (d.schema::<LoginRequest>(), d.schema::<LoginResponse>());
+    d.op(
+        "post",
+        "/api/auth/login",
+        "auth",
+        "Log in; returns a session token",
+        Sec::Public,
+        vec![],
+        Some(lreq),
+        (200, Some(lres)),
+    );
+    let user = d.schema::<UserView>();
+    d.op(
+        "get",
+        "/api/auth/me",
+        "auth",
+        "The calling user",
+        Sec::Bearer,
+        vec![],
+        None,
+        (200, Some(user.clone())),
+    );
+    let pw = d.schema::<PasswordChange>();
+    d.op(
+        "post",
+        "/api/auth/password",
+        "auth",
+        "Change your password (ends other sessions)",
+        Sec::Bearer,
+        vec![],
+        Some(pw),
+        (204, None),
+    );
+
+    let uin = d.schema::<UserInput>();
+    let users = json!({"type": "array", "items": user.clone()});
+    d.op(
+        "get",
+        "/api/users",
+        "users",
+        "List users (admin)",
+        Sec::Bearer,
+        vec![],
+        None,
+        (200, Some(users)),
+    );
+    d.op(
+        "post",
+        "/api/users",
+        "users",
+        "Create a user (admin)",
+        Sec::Bearer,
+        vec![],
+        Some(uin.clone()),
+        (201, Some(user.clone())),
+    );
+    d.op(
+        "get",
+        "/api/users/{id}",
+        "users",
+        "Read a user (admin)",
+        Sec::Bearer,
+        vec![id_param("id")],
+        None,
+        (200, Some(user.clone())),
+    );
+    d.op(
+        "put",
+        "/api/users/{id}",
+        "users",
+        "Replace a user (admin)",
+        Sec::Bearer,
+        vec![id_param("id")],
+        Some(uin),
+        (200, Some(user)),
+    );
+    d.op(
+        "delete",
+        "/api/users/{id}",
+        "users",
+        "Delete a user (admin)",
+        Sec::Bearer,
+        vec![id_param("id")],
+        None,
+        (204, None),
+    );
+
+    let (tin, tv) = (d.schema::<TokenInput>(), d.schema::<TokenView>());
+    let tl = json!({"type": "array", "items": tv.clone()});
+    d.op(
+        "get",
+        "/api/tokens",
+        "tokens",
+        "List API tokens (yours; all for admins)",
+        Sec::Bearer,
+        vec![],
+        None,
+        (200, Some(tl)),
+    );
+    d.op(
+        "post",
+        "/api/tokens",
+        "tokens",
+        "Create an API token; the token is in this answer only",
+        Sec::Bearer,
+        vec![],
+        Some(tin),
+        (201, Some(tv.clone())),
+    );
+    d.op(
+        "get",
+        "/api/tokens/{id}",
+        "tokens",
+        "Read an API token",
+        Sec::Bearer,
+        vec![id_param("id")],
+        None,
+        (200, Some(tv)),
+    );
+    d.op(
+        "delete",
+        "/api/tokens/{id}",
+        "tokens",
+        "Revoke an API token",
+        Sec::Bearer,
+        vec![id_param("id")],
+        None,
+        (204, None),
+    );
+
+    let ph = d.schema::<ProxyHost>();
+    d.crud::<ProxyHost>(ph, "proxy-hosts");
+    let rh = d.schema::<RedirectionHost>();
+    d.crud::<RedirectionHost>(rh, "redirection-hosts");
+    let dh = d.schema::<DeadHost>();
+    d.crud::<DeadHost>(dh, "dead-hosts");
+    let st = d.schema::<Stream>();
+    d.crud::<Stream>(st, "streams");
+    let al = d.schema::<AccessListInput>();
+    d.crud::<ppm_core::config::AccessList>(al, "access-lists");
+    let ce = d.schema::<Certificate>();
+    d.crud::<Certificate>(ce, "certificates");
+
+    let se = d.schema::<Settings>();
+    d.op(
+        "get",
+        "/api/settings",
+        "settings",
+        "Global settings",
+        Sec::Bearer,
+        vec![],
+        None,
+        (200, Some(se.clone())),
+    );
+    d.op(
+        "put",
+        "/api/settings",
+        "settings",
+        "Replace the global settings",
+        Sec::Bearer,
+        vec![],
+        Some(se.clone()),
+        (200, Some(se)),
+    );
+
+    let gh = d.schema::<Vec<GroupHealth>>();
+    d.op(
+        "get",
+        "/api/upstreams/health",
+        "upstreams",
+        "Health of every upstream group",
+        Sec::Bearer,
+        vec![],
+        None,
+        (200, Some(gh)),
+    );
+    let au = d.schema::<Vec<AuditEntry>>();
+    d.op(
+        "get",
+        "/api/audit-log",
+        "audit",
+        "Audit log, newest first",
+        Sec::Bearer,
+        query_params::<Page>(),
+        None,
+        (200, Some(au)),
+    );
+
+    let ex = d.schema::<ExportDocument>();
+    d.op(
+        "get",
+        "/api/config/export",
+        "config",
+        "Export the whole config",
+        Sec::Bearer,
+        query_params::<ExportQuery>(),
+        None,
+        (200, Some(ex.clone())),
+    );
+    let _ = d.schema::<Counts>();
+    let ir = d.schema::<ImportResult>();
+    d.op(
+        "post",
+        "/api/config/import",
+        "config",
+        "Replace the config with an export document",
+        Sec::Bearer,
+        query_params::<ImportQuery>(),
+        Some(ex),
+        (200, Some(ir)),
+    );
+    let hi = d.schema::<Vec<RevisionInfo>>();
+    d.op(
+        "get",
+        "/api/config/history",
+        "config",
+        "Config revisions, newest first",
+        Sec::Bearer,
+        query_params::<Page>(),
+        None,
+        (200, Some(hi)),
+    );
+    let rc = d.schema::<RevisionChanges>();
+    d.op(
+        "get",
+        "/api/config/history/{revision}",
+        "config",
+        "What one revision changed",
+        Sec::Bearer,
+        vec![id_param("revision")],
+        None,
+        (200, Some(rc)),
+    );
+    let rb = d.schema::<RollbackResult>();
+    d.op(
+        "post",
+        "/api/config/rollback/{revision}",
+        "config",
+        "Restore the config of an earlier revision as a new revision",
+        Sec::Bearer,
+        vec![id_param("revision")],
+        None,
+        (200, Some(rb)),
+    );
+
+    let mut schemas: Map<String, Value> = d.gen.take_definitions(true).into_iter().collect();
+    schemas.insert(
+        "Error".into(),
+        json!({
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {
+                "type": "object",
+                "required": ["code", "message", "fields"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "fields": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["path", "message"],
+                        "properties": {"path": {"type": "string"}, "message": {"type": "string"}}
+                    }}
+                }
+            }}
+        }),
+    );
+
+    json!({
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "info": {
+            "title": "ppm-server API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The REST API of ppm-server. Log in with POST /api/auth/login and send the token as `Authorization: Bearer <token>`, or use an API token from /api/tokens. Every write answers after the proxy serves it.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": d.paths,
+    })
+}

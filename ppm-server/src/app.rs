@@ -1,0 +1,300 @@
+//! Startup: open the store, make sure an admin exists, build the engine,
+//! bind the listeners, and run the Pingora server with the API inside it.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use ppm_core::async_trait;
+use ppm_core::engine::ProxyEngine;
+use ppm_core::forwarded::TrustedProxies;
+use ppm_core::pingora_core::server::configuration::ServerConf;
+use ppm_core::pingora_core::server::{RunArgs, Server, ShutdownWatch};
+use ppm_core::pingora_core::services::background::{background_service, BackgroundService};
+use ppm_store::accounts::NewUser;
+use ppm_store::SqliteStore;
+use tower::Service;
+
+use crate::api::{self, State};
+use crate::auth::{self, Jwt};
+use crate::settings::Settings;
+use crate::throttle::LoginThrottle;
+
+/// How long the API waits for a request head before closing the connection
+/// (also bounds idle keep-alive connections).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything built before the servers start.
+pub struct Prepared {
+    /// The store.
+    pub store: Arc<SqliteStore>,
+    /// The engine.
+    pub engine: ProxyEngine,
+    /// The API router, with state.
+    pub router: Router,
+    /// The API's shared state.
+    pub state: api::AppState,
+}
+
+/// Opens the store, creates the first admin if needed, loads the session
+/// secret and builds the engine.
+pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "--data-dir {}: cannot create the directory",
+            settings.data_dir.display()
+        )
+    })?;
+    let store = SqliteStore::open_dir(&settings.data_dir)
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "--data-dir {}: {}",
+                settings.data_dir.display(),
+                api::error::display_chain(&e)
+            )
+        })?;
+    let store = Arc::new(store);
+
+    ensure_admin(&store, settings).await?;
+
+    let secret = match &settings.jwt_secret {
+        Some(s) => s.as_bytes().to_vec(),
+        None => {
+            let fresh = base64_encode(&auth::random_bytes::<32>());
+            let stored = store
+                .server_secret("jwt_secret", &fresh)
+                .await
+                .map_err(|e| anyhow!("reading the session secret: {e}"))?;
+            stored.into_bytes()
+        }
+    };
+
+    let engine = ProxyEngine::builder()
+        .store(store.clone())
+        .registry(ppm_core::filter::FilterRegistry::new())
+        .build()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "the stored config cannot be served: {}",
+                api::error::display_chain(&e)
+            )
+        })?;
+
+    let trusted = TrustedProxies::new(
+        settings
+            .trusted_proxies
+            .iter()
+            .filter_map(|t| ppm_core::validate::cidr(t).ok()),
+    );
+    let state = Arc::new(State {
+        store: store.clone(),
+        engine: engine.handle(),
+        jwt: Jwt::new(secret),
+        session_ttl: settings.session_ttl as i64,
+        own_ports: settings.own_ports().to_vec(),
+        trusted,
+        throttle: LoginThrottle::new(),
+        write_lock: tokio::sync::Mutex::new(()),
+    });
+    let router = api::router(state.clone());
+    Ok(Prepared {
+        store,
+        engine,
+        router,
+        state,
+    })
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(b)
+}
+
+async fn ensure_admin(store: &SqliteStore, settings: &Settings) -> anyhow::Result<()> {
+    if !store
+        .list_users()
+        .await
+        .map_err(|e| anyhow!("reading users: {e}"))?
+        .is_empty()
+    {
+        return Ok(());
+    }
+    let email = settings
+        .admin_email
+        .clone()
+        .unwrap_or_else(|| "admin@localhost.localdomain".to_string())
+        .to_ascii_lowercase();
+    let (password, generated) = match &settings.admin_password {
+        Some(p) => (p.clone(), false),
+        None => (auth::random_password(), true),
+    };
+    let p = password.clone();
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&p))
+        .await
+        .map_err(|e| anyhow!("hashing the admin password: {e}"))?
+        .map_err(|e| anyhow!("hashing the admin password: {e}"))?;
+    store
+        .create_user(NewUser::new(email.clone(), "Administrator", hash, "admin"))
+        .await
+        .map_err(|e| anyhow!("creating the first admin: {e}"))?;
+    if generated {
+        // Printed once, on first run only: there is no default password.
+        let login = format!("http://{}/", settings.api_listen);
+        tracing::warn!(
+            "created the first admin: email {email}, password {password} \
+             (shown once; log in at {login} and change it)"
+        );
+        eprintln!(
+            "ppm-server: first admin created: email {email}  password {password}  (log in at {login} and change it)"
+        );
+    } else {
+        tracing::info!("created the first admin {email} from PPM_ADMIN_EMAIL/PPM_ADMIN_PASSWORD");
+    }
+    Ok(())
+}
+
+/// Binds a listener, naming the setting when it fails.
+fn bind(setting: &str, addr: SocketAddr) -> anyhow::Result<StdListener> {
+    let l = StdListener::bind(addr).map_err(|e| anyhow!("{setting} {addr}: cannot listen: {e}"))?;
+    l.set_nonblocking(true)
+        .map_err(|e| anyhow!("{setting} {addr}: {e}"))?;
+    Ok(l)
+}
+
+/// Runs ppm-server until SIGTERM (graceful) or SIGINT (fast).
+pub fn run(settings: Settings) -> anyhow::Result<()> {
+    settings.validate().map_err(|m| anyhow!(m))?;
+
+    // Bind (or probe) every listener first, so a taken port stops startup
+    // with a clear message instead of a server that serves nothing.
+    let api_listener = bind("--api-listen", settings.api_listen)?;
+    drop(bind("--http-listen", settings.http_listen)?);
+
+    // Setup runs on its own runtime, kept alive while the server runs: the
+    // store's pool and change poller live there.
+    let setup = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("ppm-store")
+        .enable_all()
+        .build()
+        .context("starting the setup runtime")?;
+    let prepared = setup.block_on(prepare(&settings))?;
+
+    let conf = ServerConf {
+        threads: usize::from(settings.threads),
+        grace_period_seconds: Some(settings.grace_period),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = prepared.engine.http_service(&server.configuration);
+    proxy.add_tcp(&settings.http_listen.to_string());
+    server.add_service(proxy);
+    server.add_service(prepared.engine.background_service());
+    server.add_service(background_service(
+        "ppm api",
+        ApiService {
+            listener: Mutex::new(Some(api_listener)),
+            router: prepared.router.clone(),
+        },
+    ));
+    tracing::info!(
+        api = %settings.api_listen,
+        http = %settings.http_listen,
+        data_dir = %settings.data_dir.display(),
+        revision = prepared.engine.handle().revision(),
+        "ppm-server started"
+    );
+    server.run(RunArgs::default());
+    tracing::info!("ppm-server stopped");
+    drop(prepared);
+    setup.shutdown_timeout(Duration::from_secs(2));
+    Ok(())
+}
+
+/// The Axum API as a Pingora background service, so one signal stops both.
+pub struct ApiService {
+    listener: Mutex<Option<StdListener>>,
+    router: Router,
+}
+
+impl ApiService {
+    /// An API service on a bound listener.
+    pub fn new(listener: StdListener, router: Router) -> Self {
+        ApiService {
+            listener: Mutex::new(Some(listener)),
+            router,
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for ApiService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let std_listener = self.listener.lock().ok().and_then(|mut l| l.take());
+        let Some(std_listener) = std_listener else {
+            return;
+        };
+        let listener = match tokio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "the API listener failed");
+                return;
+            }
+        };
+        serve_api(listener, self.router.clone(), async move {
+            let _ = shutdown.changed().await;
+        })
+        .await;
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown`, then lets open requests
+/// finish.
+pub async fn serve_api(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting an API connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let router = router.clone();
+        let svc =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let mut router = router.clone();
+                async move { router.call(req).await }
+            });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "API connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+}

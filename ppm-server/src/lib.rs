@@ -1,0 +1,12 @@
+//! ppm-server: the Pingora data plane and the Axum control plane in one
+//! process. The binary is `src/main.rs`; this library exists so tests can
+//! assemble the same app.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod settings;
+pub mod throttle;
+
+pub use app::run;
+pub use settings::Settings;

@@ -1,0 +1,133 @@
+//! Command-line and environment settings.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// ppm-server: a reverse-proxy manager on Pingora, with a REST API.
+///
+/// Every setting can also come from the environment variable shown.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ppm-server", version, about, long_about = None)]
+pub struct Settings {
+    /// Directory holding the SQLite database and other state.
+    #[arg(long, env = "PPM_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Address of the API (and dashboard) listener.
+    #[arg(long, env = "PPM_API_LISTEN", default_value = "0.0.0.0:81")]
+    pub api_listen: SocketAddr,
+
+    /// Address of the plain-HTTP proxy listener.
+    #[arg(long, env = "PPM_HTTP_LISTEN", default_value = "0.0.0.0:8080")]
+    pub http_listen: SocketAddr,
+
+    /// Address of the HTTPS proxy listener (served once TLS termination is
+    /// configured; reserved so streams and hosts cannot take the port).
+    #[arg(long, env = "PPM_HTTPS_LISTEN", default_value = "0.0.0.0:443")]
+    pub https_listen: SocketAddr,
+
+    /// Pingora worker threads for the proxy.
+    #[arg(long, env = "PPM_THREADS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
+
+    /// Log line format.
+    #[arg(long, env = "PPM_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Comma-separated CIDRs of proxies whose X-Forwarded-For is believed,
+    /// for the API's own client IPs (login throttling, audit). The proxy's
+    /// trusted proxies are a setting in the API (`/api/settings`).
+    #[arg(long, env = "PPM_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
+    /// Seconds in-flight requests get to finish on SIGTERM.
+    #[arg(long, env = "PPM_GRACE_PERIOD", default_value_t = 10)]
+    pub grace_period: u64,
+
+    /// Email of the first admin, created on an empty database.
+    #[arg(long, env = "PPM_ADMIN_EMAIL", hide_env_values = true)]
+    pub admin_email: Option<String>,
+
+    /// Password of the first admin (at least 12 characters). When unset on
+    /// an empty database, a random one is generated and logged once.
+    #[arg(long, env = "PPM_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// Secret for signing session tokens (at least 32 characters). When
+    /// unset, a random 256-bit secret is generated once and kept in the
+    /// database.
+    #[arg(long, env = "PPM_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Lifetime of a session token, in seconds.
+    #[arg(long, env = "PPM_SESSION_TTL", default_value_t = 86_400)]
+    pub session_ttl: u64,
+}
+
+impl Settings {
+    /// Checks settings that clap cannot, returning a message naming the
+    /// setting.
+    pub fn validate(&self) -> Result<(), String> {
+        let listeners = [
+            ("--api-listen", self.api_listen),
+            ("--http-listen", self.http_listen),
+            ("--https-listen", self.https_listen),
+        ];
+        for (i, (a, aa)) in listeners.iter().enumerate() {
+            for (b, ba) in &listeners[i + 1..] {
+                if aa.port() == ba.port()
+                    && (aa.ip() == ba.ip() || aa.ip().is_unspecified() || ba.ip().is_unspecified())
+                {
+                    return Err(format!("{a} and {b} both use port {}", aa.port()));
+                }
+            }
+        }
+        for (i, t) in self.trusted_proxies.iter().enumerate() {
+            ppm_core::validate::cidr(t).map_err(|m| format!("--trusted-proxies[{i}]: {m}"))?;
+        }
+        if let Some(s) = &self.jwt_secret {
+            if s.len() < 32 {
+                return Err("PPM_JWT_SECRET must be at least 32 characters".into());
+            }
+        }
+        if let Some(p) = &self.admin_password {
+            if p.chars().count() < crate::auth::MIN_PASSWORD_LEN {
+                return Err(format!(
+                    "PPM_ADMIN_PASSWORD must be at least {} characters",
+                    crate::auth::MIN_PASSWORD_LEN
+                ));
+            }
+        }
+        if let Some(e) = &self.admin_email {
+            crate::auth::validate_email(e).map_err(|m| format!("PPM_ADMIN_EMAIL: {m}"))?;
+        }
+        if self.session_ttl < 60 || self.session_ttl > 30 * 86_400 {
+            return Err("--session-ttl must be 60..=2592000 seconds".into());
+        }
+        if self.grace_period > 3600 {
+            return Err("--grace-period must be at most 3600 seconds".into());
+        }
+        Ok(())
+    }
+
+    /// The ports ppm-server itself listens on, which hosts and streams may
+    /// not take.
+    pub fn own_ports(&self) -> [u16; 3] {
+        [
+            self.api_listen.port(),
+            self.http_listen.port(),
+            self.https_listen.port(),
+        ]
+    }
+}

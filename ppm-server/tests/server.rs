@@ -1,0 +1,964 @@
+//! ppm-server end to end: the real binary with a temporary data directory,
+//! real upstreams and a raw HTTP client, all on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ppm_core::testing::{free_port, send, wait_until, EchoUpstream, TestResponse};
+use serde_json::{json, Value};
+
+const ADMIN: &str = "admin@example.test";
+const ADMIN_PW: &str = "a-long-admin-password";
+
+struct Ppm {
+    child: Option<Child>,
+    api: SocketAddr,
+    http: SocketAddr,
+    https_port: u16,
+    data: PathBuf,
+    log: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Ppm {
+    async fn start(admin: bool) -> Ppm {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut p = Ppm::start_in(&data, admin, tmp.path().join("log")).await;
+        p._tmp = Some(tmp);
+        p
+    }
+
+    async fn start_in(data: &Path, admin: bool, log: PathBuf) -> Ppm {
+        let api: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+            .parse()
+            .unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+            .parse()
+            .unwrap();
+        let https_port = free_port().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ppm-server"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PPM_DATA_DIR", data)
+            .env("PPM_API_LISTEN", api.to_string())
+            .env("PPM_HTTP_LISTEN", http.to_string())
+            .env("PPM_HTTPS_LISTEN", format!("127.0.0.1:{https_port}"))
+            .env("PPM_GRACE_PERIOD", "3")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if admin {
+            cmd.env("PPM_ADMIN_EMAIL", ADMIN)
+                .env("PPM_ADMIN_PASSWORD", ADMIN_PW);
+        }
+        let child = cmd.spawn().unwrap();
+        let p = Ppm {
+            child: Some(child),
+            api,
+            http,
+            https_port,
+            data: data.to_path_buf(),
+            log,
+            _tmp: None,
+        };
+        let ok = wait_until(Duration::from_secs(30), || async {
+            send(api, "GET", "/api/health", &[], b"")
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await;
+        assert!(ok, "ppm-server did not come up; log:\n{}", p.log_text());
+        p
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("host", "ppm.test")];
+        if let Some(a) = &auth {
+            headers.push(("authorization", a.as_str()));
+        }
+        let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+        if !bytes.is_empty() {
+            headers.push(("content-type", "application/json"));
+        }
+        send(self.api, method, path, &headers, bytes.as_bytes())
+            .await
+            .unwrap()
+    }
+
+    async fn login(&self, email: &str, password: &str) -> TestResponse {
+        self.call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"email": email, "password": password})),
+        )
+        .await
+    }
+
+    async fn admin_token(&self) -> String {
+        let r = self.login(ADMIN, ADMIN_PW).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["token"].as_str().unwrap().to_string()
+    }
+
+    async fn proxy_get(&self, host: &str, path: &str) -> TestResponse {
+        send(self.http, "GET", path, &[("host", host)], b"")
+            .await
+            .unwrap()
+    }
+
+    fn signal(&mut self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Ppm {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn host_body(names: &[&str], port: u16) -> Value {
+    json!({
+        "domain_names": names,
+        "upstreams": [{"host": "127.0.0.1", "port": port, "weight": 1}],
+        "forward_scheme": "http",
+    })
+}
+
+fn field_paths(r: &TestResponse) -> Vec<String> {
+    r.json()["error"]["fields"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|f| f["path"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_run_generates_a_password_and_no_defaults_work() {
+    let ppm = Ppm::start(false).await;
+    let log = ppm.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("first admin created"))
+        .unwrap_or_else(|| panic!("no first-run line in log:\n{log}"));
+    let email = line
+        .split("email ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let password = line
+        .split("password ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert!(password.len() >= 16);
+    for (e, p) in [
+        ("admin", "changeme"),
+        ("admin@example.com", "changeme"),
+        (email, "changeme"),
+        (email, ""),
+    ] {
+        assert_eq!(ppm.login(e, p).await.status, 401, "{e}/{p} logged in");
+    }
+    let r = ppm.login(email, password).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    assert!(r.json()["expires_at"].as_i64().unwrap() > 0);
+    let me = ppm.call("GET", "/api/auth/me", Some(&token), None).await;
+    assert_eq!(me.json()["role"], "admin");
+    assert!(me.json().get("password_hash").is_none());
+
+    // A restart does not create another admin or print another password.
+    drop(ppm);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_failures_are_throttled_and_audited() {
+    let ppm = Ppm::start(true).await;
+    let r = ppm.login(ADMIN, "wrong password!").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["code"], "unauthorized");
+    let mut throttled = None;
+    for _ in 0..10 {
+        let r = ppm.login(ADMIN, "wrong password!").await;
+        if r.status == 429 {
+            throttled = Some(r);
+            break;
+        }
+        assert_eq!(r.status, 401);
+    }
+    let r = throttled.expect("never throttled");
+    assert!(r.header("retry-after").is_some());
+    // The right password is refused too while locked.
+    assert_eq!(ppm.login(ADMIN, ADMIN_PW).await.status, 429);
+    // Wait out the backoff (bounded), then log in.
+    let ok = wait_until(Duration::from_secs(10), || async {
+        ppm.login(ADMIN, ADMIN_PW).await.status == 200
+    })
+    .await;
+    assert!(ok);
+    let token = ppm.admin_token().await;
+    let audit = ppm
+        .call("GET", "/api/audit-log", Some(&token), None)
+        .await
+        .json();
+    let failed = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "login_failed")
+        .count();
+    assert!(failed >= 5, "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_hosts_take_effect_immediately() {
+    let ppm = Ppm::start(true).await;
+    let token = ppm.admin_token().await;
+    let a = EchoUpstream::start("a").await.unwrap();
+    let b = EchoUpstream::start("b").await.unwrap();
+
+    assert_eq!(ppm.proxy_get("app.test", "/").await.status, 404);
+    let r = ppm
+        .call(
+            "POST",
+            "/api/proxy-hosts",
+            Some(&token),
+            Some(host_body(&["app.test"], a.port())),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let host = r.json();
+    let id = host["id"].as_i64().unwrap();
+    assert!(id > 0);
+    assert_eq!(host["domain_names"][0], "app.test");
+    assert_eq!(host["enabled"], true);
+    // The very next request is served.
+    let got = ppm.proxy_get("app.test", "/x").await;
+    assert_eq!((got.status, got.header("x-upstream")), (200, Some("a")));
+
+    let mut changed = host.clone();
+    changed["upstreams"] = json!([{"host": "127.0.0.1", "port": b.port(), "weight": 1}]);
+    let r = ppm
+        .call(
+            "PUT",
+            &format!("/api/proxy-hosts/{id}"),
+            Some(&token),
+            Some(changed),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        ppm.proxy_get("app.test", "/").await.header("x-upstream"),
+        Some("b")
+    );
+
+    let r = ppm
+        .call("GET", &format!("/api/proxy-hosts/{id}"), Some(&token), None)
+        .await;
+    assert_eq!(r.json()["upstreams"][0]["port"], b.port());
+    let list = ppm
+        .call("GET", "/api/proxy-hosts", Some(&token), None)
+        .await
+        .json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    let r = ppm
+        .call(
+            "DELETE",
+            &format!("/api/proxy-hosts/{id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(ppm.proxy_get("app.test", "/").await.status, 404);
+    assert_eq!(
+        ppm.call("GET", &format!("/api/proxy-hosts/{id}"), Some(&token), None)
+            .await
+            .status,
+        404
+    );
+
+    // Each change is in the audit log with before and after.
+    let audit = ppm
+        .call("GET", "/api/audit-log", Some(&token), None)
+        .await
+        .json();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["entity"] == "proxy-hosts")
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["delete", "update", "create"]);
+    let update = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "update")
+        .unwrap();
+    assert_eq!(update["before"]["upstreams"][0]["port"], a.port());
+    assert_eq!(update["after"]["upstreams"][0]["port"], b.port());
+    assert_eq!(update["client_ip"], "127.0.0.1");
+    assert_eq!(update["actor"], ADMIN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_names_the_field_and_changes_nothing() {
+    let ppm = Ppm::start(true).await;
+    let token = ppm.admin_token().await;
+    let u = EchoUpstream::start("u").await.unwrap();
+    let before = ppm.call("GET", "/api/health", None, None).await.json()["revision"].clone();
+
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "/api/proxy-hosts",
+            host_body(&["bad host"], u.port()),
+            "domain_names[0]",
+        ),
+        (
+            "/api/proxy-hosts",
+            host_body(&["*.*.test"], u.port()),
+            "domain_names[0]",
+        ),
+        (
+            "/api/proxy-hosts",
+            host_body(&[&format!("{}.test", "a".repeat(64))], u.port()),
+            "domain_names[0]",
+        ),
+        (
+            "/api/proxy-hosts",
+            host_body(&["ok.test"], 0),
+            "upstreams[0].port",
+        ),
+        (
+            "/api/proxy-hosts",
+            json!({"domain_names": ["ok.test"], "upstreams": [{"host": "127.0.0.1", "port": 70000}]}),
+            "upstreams[0].port",
+        ),
+        (
+            "/api/proxy-hosts",
+            json!({"domain_names": ["ok.test"], "upstreams": [{"host": "169.254.169.254", "port": 80}]}),
+            "upstreams[0].host",
+        ),
+        (
+            "/api/proxy-hosts",
+            host_body(&["ok.test"], ppm.http.port()),
+            "upstreams[0].port",
+        ),
+        (
+            "/api/proxy-hosts",
+            json!({"domain_names": ["ok.test"], "upstreams": [{"host": "127.0.0.1", "port": u.port()}], "domain_name": "typo"}),
+            "",
+        ),
+        (
+            "/api/proxy-hosts",
+            json!({"domain_names": ["ok.test"], "upstreams": [{"host": "127.0.0.1", "port": u.port()}],
+                   "request_headers": [{"name": "X-A", "value": "a\r\nSet-Cookie: x"}]}),
+            "request_headers[0].value",
+        ),
+        (
+            "/api/proxy-hosts",
+            json!({"domain_names": ["ok.test"], "upstreams": [{"host": "127.0.0.1", "port": u.port()}], "access_list_id": 99}),
+            "access_list_id",
+        ),
+        (
+            "/api/access-lists",
+            json!({"name": "x", "rules": [{"action": "allow", "address": "10.0.0.0/33"}]}),
+            "rules[0].address",
+        ),
+        (
+            "/api/streams",
+            json!({"incoming_port": ppm.api.port(), "upstreams": [{"host": "127.0.0.1", "port": u.port()}]}),
+            "incoming_port",
+        ),
+        (
+            "/api/redirection-hosts",
+            json!({"domain_names": ["r.test"], "forward_domain": "user@evil.test"}),
+            "forward_domain",
+        ),
+        (
+            "/api/users",
+            json!({"email": "not-an-email", "role": "viewer", "password": "long enough password"}),
+            "email",
+        ),
+        (
+            "/api/users",
+            json!({"email": "v@x.test", "role": "viewer", "password": "short"}),
+            "password",
+        ),
+        (
+            "/api/users",
+            json!({"email": "v@x.test", "role": "god", "password": "long enough password"}),
+            "role",
+        ),
+        (
+            "/api/tokens",
+            json!({"name": "t", "scopes": ["everything"]}),
+            "scopes[0]",
+        ),
+    ];
+    for (path, body, want) in cases {
+        let r = ppm
+            .call("POST", path, Some(&token), Some(body.clone()))
+            .await;
+        assert!(
+            (400..500).contains(&r.status),
+            "{path} {body}: status {} {}",
+            r.status,
+            r.text()
+        );
+        let err = r.json();
+        assert!(
+            err["error"]["code"].is_string() && err["error"]["message"].is_string(),
+            "{err}"
+        );
+        if !want.is_empty() {
+            assert!(
+                field_paths(&r).iter().any(|p| p == want),
+                "{path} {body}: wanted field {want}, got {err}"
+            );
+        } else {
+            assert!(
+                err["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("domain_name"),
+                "{err}"
+            );
+        }
+    }
+    // Malformed JSON and a wrong content type.
+    let r = send(
+        ppm.api,
+        "POST",
+        "/api/proxy-hosts",
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("content-type", "application/json"),
+        ],
+        b"{not json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 400);
+    let r = send(
+        ppm.api,
+        "POST",
+        "/api/proxy-hosts",
+        &[("authorization", &format!("Bearer {token}"))],
+        b"{}",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 415);
+
+    // Duplicate names across host kinds: 422 naming the field.
+    let r = ppm
+        .call(
+            "POST",
+            "/api/proxy-hosts",
+            Some(&token),
+            Some(host_body(&["dup.test"], u.port())),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let r = ppm
+        .call(
+            "POST",
+            "/api/dead-hosts",
+            Some(&token),
+            Some(json!({"domain_names": ["other.test", "DUP.test"]})),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(field_paths(&r), vec!["domain_names[1]"]);
+
+    // Nothing but the one good host was stored.
+    let after = ppm.call("GET", "/api/health", None, None).await.json()["revision"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(after, before.as_u64().unwrap() + 1);
+    assert_eq!(
+        ppm.call("GET", "/api/nope", Some(&token), None)
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_scopes_and_session_tokens() {
+    let ppm = Ppm::start(true).await;
+    let admin = ppm.admin_token().await;
+    let u = EchoUpstream::start("u").await.unwrap();
+
+    // No or bad credentials: 401.
+    assert_eq!(
+        ppm.call("GET", "/api/proxy-hosts", None, None).await.status,
+        401
+    );
+    assert_eq!(
+        ppm.call("GET", "/api/proxy-hosts", Some("garbage"), None)
+            .await
+            .status,
+        401
+    );
+    // Tampered, alg:none and expired JWTs: 401.
+    let parts: Vec<&str> = admin.split('.').collect();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    claims["sub"] = json!(claims["sub"].as_i64().unwrap() + 1);
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    );
+    assert_eq!(
+        ppm.call("GET", "/api/auth/me", Some(&tampered), None)
+            .await
+            .status,
+        401
+    );
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        parts[1]
+    );
+    assert_eq!(
+        ppm.call("GET", "/api/auth/me", Some(&none), None)
+            .await
+            .status,
+        401
+    );
+    let mut expired: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    expired["exp"] = json!(1);
+    let expired = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(expired.to_string()),
+        parts[2]
+    );
+    assert_eq!(
+        ppm.call("GET", "/api/auth/me", Some(&expired), None)
+            .await
+            .status,
+        401
+    );
+
+    // A viewer reads but cannot write.
+    let r = ppm
+        .call(
+            "POST",
+            "/api/users",
+            Some(&admin),
+            Some(json!({"email": "v@x.test", "role": "viewer", "password": "viewer password 1"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let viewer = ppm.login("v@x.test", "viewer password 1").await.json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        ppm.call("GET", "/api/proxy-hosts", Some(&viewer), None)
+            .await
+            .status,
+        200
+    );
+    let r = ppm
+        .call(
+            "POST",
+            "/api/proxy-hosts",
+            Some(&viewer),
+            Some(host_body(&["v.test"], u.port())),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        ppm.call("GET", "/api/users", Some(&viewer), None)
+            .await
+            .status,
+        403
+    );
+
+    // A token scoped to proxy-hosts:read cannot write, nor read users.
+    let r = ppm
+        .call(
+            "POST",
+            "/api/tokens",
+            Some(&admin),
+            Some(json!({"name": "ci", "scopes": ["proxy-hosts:read"]})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let tok = r.json()["token"].as_str().unwrap().to_string();
+    let tok_id = r.json()["id"].as_i64().unwrap();
+    assert_eq!(
+        ppm.call("GET", "/api/proxy-hosts", Some(&tok), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        ppm.call(
+            "POST",
+            "/api/proxy-hosts",
+            Some(&tok),
+            Some(host_body(&["t.test"], u.port()))
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        ppm.call("GET", "/api/streams", Some(&tok), None)
+            .await
+            .status,
+        403
+    );
+    // The token is never shown again.
+    let listed = ppm
+        .call("GET", "/api/tokens", Some(&admin), None)
+        .await
+        .json();
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t.get("token").is_none()));
+    // A write token works; revoking it stops it.
+    let w = ppm
+        .call(
+            "POST",
+            "/api/tokens",
+            Some(&admin),
+            Some(json!({"name": "w", "scopes": ["proxy-hosts:write"]})),
+        )
+        .await
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = ppm
+        .call(
+            "POST",
+            "/api/proxy-hosts",
+            Some(&w),
+            Some(host_body(&["w.test"], u.port())),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        ppm.call(
+            "DELETE",
+            &format!("/api/tokens/{tok_id}"),
+            Some(&admin),
+            None
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        ppm.call("GET", "/api/proxy-hosts", Some(&tok), None)
+            .await
+            .status,
+        401
+    );
+
+    // Changing a password ends older sessions.
+    let r = ppm
+        .call(
+            "POST",
+            "/api/auth/password",
+            Some(&viewer),
+            Some(json!({"current_password": "viewer password 1", "new_password": "viewer password 2"})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(
+        ppm.call("GET", "/api/auth/me", Some(&viewer), None)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(ppm.login("v@x.test", "viewer password 2").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_import_history_and_rollback() {
+    let ppm = Ppm::start(true).await;
+    let token = ppm.admin_token().await;
+    let u = EchoUpstream::start("u").await.unwrap();
+    for name in ["one.test", "two.test"] {
+        let r = ppm
+            .call(
+                "POST",
+                "/api/proxy-hosts",
+                Some(&token),
+                Some(host_body(&[name], u.port())),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let rev_two = ppm.call("GET", "/api/health", None, None).await.json()["revision"]
+        .as_u64()
+        .unwrap();
+    let r = ppm
+        .call("POST", "/api/access-lists", Some(&token), Some(json!({"name": "office", "users": [{"username": "bob", "password": "bobs password"}]})))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        r.json()["users"][0]["password_hash"],
+        "",
+        "hashes are never returned"
+    );
+    let rev_acl = ppm.call("GET", "/api/health", None, None).await.json()["revision"]
+        .as_u64()
+        .unwrap();
+    let entry = ppm
+        .call(
+            "GET",
+            &format!("/api/config/history/{rev_acl}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(entry.status, 200, "{}", entry.text());
+    assert!(
+        entry.text().contains("office") && !entry.text().contains("$argon2"),
+        "{}",
+        entry.text()
+    );
+
+    let export = ppm
+        .call("GET", "/api/config/export", Some(&token), None)
+        .await;
+    assert_eq!(export.status, 200);
+    let doc = export.json();
+    assert_eq!(doc["format"], "ppm-config");
+    assert_eq!(doc["config"]["proxy_hosts"].as_array().unwrap().len(), 2);
+
+    // Into a fresh server: dry run changes nothing, then the real import.
+    let fresh = Ppm::start(true).await;
+    let ft = fresh.admin_token().await;
+    let r = fresh
+        .call(
+            "POST",
+            "/api/config/import?dry_run=true",
+            Some(&ft),
+            Some(doc.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["counts"]["proxy_hosts"], 2);
+    assert_eq!(fresh.proxy_get("one.test", "/").await.status, 404);
+    let r = fresh
+        .call("POST", "/api/config/import", Some(&ft), Some(doc.clone()))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(fresh.proxy_get("one.test", "/").await.status, 200);
+    let again = fresh
+        .call("GET", "/api/config/export", Some(&ft), None)
+        .await
+        .json();
+    assert_eq!(again["config"], doc["config"]);
+
+    // History, then rollback to two hosts and no access list.
+    let hist = ppm
+        .call("GET", "/api/config/history", Some(&token), None)
+        .await
+        .json();
+    assert!(hist.as_array().unwrap().len() >= 3);
+    let r = ppm
+        .call(
+            "POST",
+            &format!("/api/config/rollback/{rev_two}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let lists = ppm
+        .call("GET", "/api/access-lists", Some(&token), None)
+        .await
+        .json();
+    assert_eq!(lists.as_array().unwrap().len(), 0);
+    assert_eq!(ppm.proxy_get("two.test", "/").await.status, 200);
+    assert_eq!(
+        ppm.call("POST", "/api/config/rollback/99999", Some(&token), None)
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_request_in_flight() {
+    let mut ppm = Ppm::start(true).await;
+    let token = ppm.admin_token().await;
+    let u = EchoUpstream::start("u").await.unwrap();
+    let r = ppm
+        .call(
+            "POST",
+            "/api/proxy-hosts",
+            Some(&token),
+            Some(host_body(&["slow.test"], u.port())),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let http = ppm.http;
+    let slow = tokio::spawn(async move {
+        send(http, "GET", "/sleep/1000", &[("host", "slow.test")], b"").await
+    });
+    assert!(wait_until(Duration::from_secs(5), || async { u.hits() > 0 }).await);
+    ppm.signal("TERM");
+    let r = slow.await.unwrap().unwrap();
+    assert_eq!(r.status, 200);
+    let status = ppm
+        .wait_exit(Duration::from_secs(20))
+        .expect("ppm-server did not exit");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_errors_name_the_setting() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ppm-server"))
+        .env_clear()
+        .env("PPM_DATA_DIR", tmp.path())
+        .env("PPM_API_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "PPM_HTTP_LISTEN",
+            format!("127.0.0.1:{}", free_port().unwrap()),
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--api-listen") && !err.contains("panicked"),
+        "{err}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ppm-server"))
+        .env_clear()
+        .env("PPM_DATA_DIR", tmp.path())
+        .env("PPM_API_LISTEN", "127.0.0.1:notaport")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("api-listen"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ppm-server"))
+        .env_clear()
+        .env("PPM_DATA_DIR", tmp.path())
+        .env("PPM_ADMIN_EMAIL", "a@b.test")
+        .env("PPM_ADMIN_PASSWORD", "short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PPM_ADMIN_PASSWORD"));
+    drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_describes_every_route() {
+    let ppm = Ppm::start(true).await;
+    let r = ppm.call("GET", "/api/openapi.json", None, None).await;
+    assert_eq!(r.status, 200);
+    let doc = r.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/auth/login",
+        "/api/proxy-hosts",
+        "/api/proxy-hosts/{id}",
+        "/api/redirection-hosts",
+        "/api/dead-hosts",
+        "/api/streams",
+        "/api/access-lists",
+        "/api/certificates",
+        "/api/users",
+        "/api/tokens",
+        "/api/settings",
+        "/api/upstreams/health",
+        "/api/audit-log",
+        "/api/config/export",
+        "/api/config/import",
+        "/api/config/history",
+        "/api/config/rollback/{revision}",
+        "/api/health",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing");
+    }
+    // Every $ref resolves.
+    let text = doc.to_string();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for part in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = part.split('"').next().unwrap();
+        assert!(schemas.contains_key(name), "dangling $ref {name}");
+    }
+    // Limits the server enforces are in the schema.
+    let upstream = &schemas["Upstream"]["properties"];
+    assert_eq!(upstream["port"]["minimum"], 1);
+    assert_eq!(upstream["port"]["maximum"], 65535);
+    assert_eq!(schemas["ProxyHost"]["additionalProperties"], false);
+    let _ = (ppm.https_port, &ppm.data);
+}

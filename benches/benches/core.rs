@@ -4,7 +4,8 @@
 //! - `route_lookup/{host_table,route_host}/{exact,wildcard,miss}/{10,1000,100000}`:
 //!   one `Host` lookup in a table of N names, 10% of them wildcards. Each
 //!   iteration looks up the next of 4096 pre-built hosts spread over the
-//!   table, so large tables pay their cache misses.
+//!   table, so large tables pay their cache misses. `route_lookup/cycle_overhead`
+//!   is that loop without a lookup.
 //! - `compile/10k_hosts/{cold,with_previous,compile_and_swap}`: compiling a
 //!   10,000-host config (1-2 IP-literal upstreams per host, a quarter of the
 //!   hosts with locations, 250 regex locations), without and with the
@@ -215,6 +216,10 @@ fn opts<'a>(
 fn route_lookup(c: &mut Criterion) {
     let registry = FilterRegistry::new();
     let mut g = c.benchmark_group("route_lookup");
+    // The harness's own cost per iteration (next host, black_box), to
+    // subtract from the lookups below.
+    let hosts = Query::Exact.hosts(1000);
+    g.bench_function("cycle_overhead", |b| b.iter(cycle(&hosts, str::len)));
     for n in SIZES {
         let mut table = HostTable::new();
         for i in 0..n {

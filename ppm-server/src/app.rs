@@ -76,7 +76,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
 
     let engine = ProxyEngine::builder()
         .store(store.clone())
-        .registry(ppm_core::filter::FilterRegistry::new())
+        .registry(ppm_filters::default_registry())
         .build()
         .await
         .map_err(|e| {

@@ -962,3 +962,66 @@ async fn openapi_describes_every_route() {
     assert_eq!(schemas["ProxyHost"]["additionalProperties"], false);
     let _ = (ppm.https_port, &ppm.data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_lists_and_force_https_apply_through_the_api() {
+    let ppm = Ppm::start(true).await;
+    let token = ppm.admin_token().await;
+    let u = EchoUpstream::start("u").await.unwrap();
+    let r = ppm
+        .call(
+            "POST",
+            "/api/access-lists",
+            Some(&token),
+            Some(json!({"name": "office", "rules": [{"action": "allow", "address": "10.0.0.0/8"}],
+                        "default_action": "deny", "users": [{"username": "bob", "password": "bobs password"}],
+                        "satisfy": "any"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let acl = r.json()["id"].as_i64().unwrap();
+    let mut body = host_body(&["locked.test"], u.port());
+    body["access_list_id"] = json!(acl);
+    let r = ppm
+        .call("POST", "/api/proxy-hosts", Some(&token), Some(body))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    // 127.0.0.1 is not in 10.0.0.0/8: a password is needed.
+    let r = ppm.proxy_get("locked.test", "/").await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("bob:bobs password")
+    );
+    let r = send(
+        ppm.http,
+        "GET",
+        "/",
+        &[("host", "locked.test"), ("authorization", &basic)],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(u.hits(), 1);
+    // The list cannot be deleted while a host uses it.
+    let r = ppm
+        .call(
+            "DELETE",
+            &format!("/api/access-lists/{acl}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+
+    let mut body = host_body(&["secure.test"], u.port());
+    body["ssl_forced"] = json!(true);
+    let r = ppm
+        .call("POST", "/api/proxy-hosts", Some(&token), Some(body))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = ppm.proxy_get("secure.test", "/a?b=c").await;
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("https://secure.test/a?b=c"));
+}

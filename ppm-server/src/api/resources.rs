@@ -456,7 +456,13 @@ async fn write<R: Resource>(
         let err = ApiError::from(e);
         return Err(match index {
             Some(i) => err.relative_to(&format!("{}[{i}]", R::FIELD)),
-            None => err,
+            // Deleting something the rest of the config needs is a conflict,
+            // not a bad request: say what depends on it.
+            None => {
+                let mut c = ApiError::conflict(format!("{} is in use: {}", R::KIND, err.message));
+                c.fields = err.fields;
+                c
+            }
         });
     }
     let ctx = WriteContext::new(auth.actor()).client_ip(ip.to_string());

@@ -189,7 +189,10 @@ fn register_others(registry: &mut FilterRegistry) {
 /// to serve challenges).
 pub fn default_registry() -> FilterRegistry {
     let mut registry = FilterRegistry::new();
-    let _ = register_defaults(&mut registry);
+    #[cfg(feature = "acme")]
+    register_defaults_with(&mut registry, AcmeTokens::new());
+    #[cfg(not(feature = "acme"))]
+    register_defaults(&mut registry);
     registry
 }
 

@@ -27,6 +27,7 @@ pub const MAX_ARGON2_M_COST: u32 = 256 * 1024;
 /// Largest argon2 time cost accepted in a stored hash.
 pub const MAX_ARGON2_T_COST: u32 = 16;
 /// Largest bcrypt cost accepted in a stored hash.
+#[cfg(feature = "bcrypt")]
 pub const MAX_BCRYPT_COST: u32 = 15;
 
 /// A verification of a password that matches no user, so that unknown and

@@ -8,6 +8,7 @@
 //! [`filter::kinds`](crate::filter::kinds).
 
 use std::collections::HashSet;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
@@ -208,34 +209,59 @@ pub struct CompileOptions<'a> {
 /// checks every entry point (API, import) should run before storing.
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
     let mut errs = Errors::default();
-    check_model(config, &mut errs);
+    check_model(config, true, &mut errs);
     errs.finish()
 }
 
-/// Validates `snapshot` and compiles it.
+/// Validates `snapshot` and compiles it. Clones the config; use
+/// [`compile_owned`] to hand it over instead.
 pub fn compile(
     snapshot: &Snapshot,
     opts: CompileOptions<'_>,
 ) -> Result<CompiledConfig, ConfigError> {
-    let config = &snapshot.config;
+    compile_owned(snapshot.clone(), opts)
+}
+
+/// Validates `snapshot` and compiles it, keeping its config as the
+/// compiled config's [`source`](CompiledConfig::source).
+pub fn compile_owned(
+    snapshot: Snapshot,
+    opts: CompileOptions<'_>,
+) -> Result<CompiledConfig, ConfigError> {
+    let revision = snapshot.revision;
+    let config = Arc::new(snapshot.config);
     let mut errs = Errors::default();
-    check_model(config, &mut errs);
+    check_model(&config, false, &mut errs);
     if !errs.0.is_empty() {
-        return Err(ConfigError::new(errs.0));
+        // The compiler will not run, so check the regexes here too (the
+        // slow path only: a valid config builds each regex once).
+        let mut all = Errors::default();
+        check_model(&config, true, &mut all);
+        return Err(ConfigError::new(all.0));
     }
     let mut c = Compiler {
-        config,
+        config: &config,
         opts,
         errs,
         groups: GroupMap::new(),
     };
-    let out = c.run(snapshot.revision);
+    let out = c.run(revision, config.clone());
     c.errs.finish()?;
     out.ok_or_else(|| ConfigError::single("", "compilation failed"))
 }
 
 #[derive(Default)]
 struct Errors(Vec<FieldError>);
+
+/// `list[index]`, formatted only when an error needs it.
+#[derive(Debug, Clone, Copy)]
+struct Idx(&'static str, usize);
+
+impl fmt::Display for Idx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
+    }
+}
 
 impl Errors {
     fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
@@ -250,44 +276,59 @@ impl Errors {
     }
 }
 
-fn check_model(config: &Config, errs: &mut Errors) {
+type NameOwners<'a> = std::collections::HashMap<std::borrow::Cow<'a, str>, Idx>;
+
+fn check_names<'a>(
+    names: &mut NameOwners<'a>,
+    domains: &'a [String],
+    owner: Idx,
+    enabled: bool,
+    errs: &mut Errors,
+) {
+    if domains.is_empty() {
+        errs.push(
+            format!("{owner}.domain_names"),
+            "needs at least one domain name",
+        );
+    }
+    for (j, d) in domains.iter().enumerate() {
+        match validate::domain_name_cow(d) {
+            Err(m) => errs.push(format!("{owner}.domain_names[{j}]"), m),
+            Ok(n) if enabled => {
+                if let Some(prev) = names.get(&n) {
+                    errs.push(
+                        format!("{owner}.domain_names[{j}]"),
+                        format!("`{n}` is already used by {prev}"),
+                    );
+                } else {
+                    names.insert(n, owner);
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+fn check_model(config: &Config, check_regex: bool, errs: &mut Errors) {
     let allow_ll = config.settings.allow_link_local_upstreams;
     let cert_ids: HashSet<Id> = config.certificates.iter().map(|c| c.id).collect();
     let acl_ids: HashSet<Id> = config.access_lists.iter().map(|a| a.id).collect();
-    let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    let mut check_names = |domains: &[String], owner: String, enabled: bool, errs: &mut Errors| {
-        if domains.is_empty() {
-            errs.push(
-                format!("{owner}.domain_names"),
-                "needs at least one domain name",
-            );
-        }
-        for (j, d) in domains.iter().enumerate() {
-            let path = format!("{owner}.domain_names[{j}]");
-            match validate::domain_name(d) {
-                Err(m) => errs.push(path, m),
-                Ok(n) if enabled => {
-                    if let Some(prev) = names.get(&n) {
-                        errs.push(path, format!("`{n}` is already used by {prev}"));
-                    } else {
-                        names.insert(n, owner.clone());
-                    }
-                }
-                Ok(_) => {}
-            }
-        }
-    };
-    let check_cert = |id: Option<Id>, path: String, errs: &mut Errors| {
+    let mut names: NameOwners<'_> =
+        std::collections::HashMap::with_capacity(config.proxy_hosts.len() * 2);
+    let check_cert = |id: Option<Id>, path: &dyn fmt::Display, errs: &mut Errors| {
         if let Some(id) = id {
             if !cert_ids.contains(&id) {
-                errs.push(path, format!("certificate {id} does not exist"));
+                errs.push(
+                    format!("{path}.certificate_id"),
+                    format!("certificate {id} does not exist"),
+                );
             }
         }
     };
     for (i, h) in config.proxy_hosts.iter().enumerate() {
-        let p = format!("proxy_hosts[{i}]");
-        check_names(&h.domain_names, p.clone(), h.enabled, errs);
-        check_cert(h.certificate_id, format!("{p}.certificate_id"), errs);
+        let p = Idx("proxy_hosts", i);
+        check_names(&mut names, &h.domain_names, p, h.enabled, errs);
+        check_cert(h.certificate_id, &p, errs);
         if let Some(id) = h.access_list_id {
             if !acl_ids.contains(&id) {
                 errs.push(
@@ -300,14 +341,14 @@ fn check_model(config: &Config, errs: &mut Errors) {
             errs.push(format!("{p}.upstreams"), "needs at least one upstream");
         }
         check_upstreams(&h.upstreams, &p, allow_ll, errs);
-        check_balancing(&h.balancing, &format!("{p}.balancing"), errs);
+        check_balancing(&h.balancing, &format_args!("{p}.balancing"), errs);
         if let Some(sni) = &h.upstream_sni {
             if let Err(m) = validate::upstream_host(sni, true) {
                 errs.push(format!("{p}.upstream_sni"), m);
             }
         }
         if let Some(hc) = &h.health_check {
-            check_health(hc, &format!("{p}.health_check"), errs);
+            check_health(hc, &format_args!("{p}.health_check"), errs);
         }
         if !(1..=100).contains(&h.passive_health.max_fails) {
             errs.push(format!("{p}.passive_health.max_fails"), "must be 1..=100");
@@ -321,34 +362,48 @@ fn check_model(config: &Config, errs: &mut Errors) {
         if h.retries > MAX_RETRIES {
             errs.push(format!("{p}.retries"), format!("must be 0..={MAX_RETRIES}"));
         }
-        check_timeouts(&h.timeouts, &format!("{p}.timeouts"), errs);
-        check_headers(&h.request_headers, &format!("{p}.request_headers"), errs);
-        check_headers(&h.response_headers, &format!("{p}.response_headers"), errs);
-        check_filters(&h.filters, &format!("{p}.filters"), errs);
+        check_timeouts(&h.timeouts, &format_args!("{p}.timeouts"), errs);
+        check_headers(
+            &h.request_headers,
+            &format_args!("{p}.request_headers"),
+            errs,
+        );
+        check_headers(
+            &h.response_headers,
+            &format_args!("{p}.response_headers"),
+            errs,
+        );
+        check_filters(&h.filters, &format_args!("{p}.filters"), errs);
         for (j, l) in h.locations.iter().enumerate() {
-            check_location(l, &format!("{p}.locations[{j}]"), allow_ll, errs);
+            check_location(
+                l,
+                &format_args!("{p}.locations[{j}]"),
+                allow_ll,
+                check_regex,
+                errs,
+            );
         }
     }
     for (i, h) in config.redirection_hosts.iter().enumerate() {
-        let p = format!("redirection_hosts[{i}]");
-        check_names(&h.domain_names, p.clone(), h.enabled, errs);
-        check_cert(h.certificate_id, format!("{p}.certificate_id"), errs);
+        let p = Idx("redirection_hosts", i);
+        check_names(&mut names, &h.domain_names, p, h.enabled, errs);
+        check_cert(h.certificate_id, &p, errs);
         if ![301, 302, 307, 308].contains(&h.status) {
             errs.push(format!("{p}.status"), "must be 301, 302, 307 or 308");
         }
         if let Err(m) = validate::host_port(&h.forward_domain) {
             errs.push(format!("{p}.forward_domain"), m);
         }
-        check_filters(&h.filters, &format!("{p}.filters"), errs);
+        check_filters(&h.filters, &format_args!("{p}.filters"), errs);
     }
     for (i, h) in config.dead_hosts.iter().enumerate() {
-        let p = format!("dead_hosts[{i}]");
-        check_names(&h.domain_names, p.clone(), h.enabled, errs);
-        check_cert(h.certificate_id, format!("{p}.certificate_id"), errs);
-        check_filters(&h.filters, &format!("{p}.filters"), errs);
+        let p = Idx("dead_hosts", i);
+        check_names(&mut names, &h.domain_names, p, h.enabled, errs);
+        check_cert(h.certificate_id, &p, errs);
+        check_filters(&h.filters, &format_args!("{p}.filters"), errs);
     }
     for (i, a) in config.access_lists.iter().enumerate() {
-        let p = format!("access_lists[{i}]");
+        let p = Idx("access_lists", i);
         for (j, r) in a.rules.iter().enumerate() {
             if r.address != "all" {
                 if let Err(m) = validate::cidr(&r.address) {
@@ -367,7 +422,7 @@ fn check_model(config: &Config, errs: &mut Errors) {
     }
     let mut ports: std::collections::HashMap<(u16, bool), usize> = Default::default();
     for (i, s) in config.streams.iter().enumerate() {
-        let p = format!("streams[{i}]");
+        let p = Idx("streams", i);
         if s.incoming_port == 0 {
             errs.push(format!("{p}.incoming_port"), "must be 1..=65535");
         }
@@ -386,7 +441,7 @@ fn check_model(config: &Config, errs: &mut Errors) {
                 );
             }
         }
-        check_cert(s.certificate_id, format!("{p}.certificate_id"), errs);
+        check_cert(s.certificate_id, &p, errs);
         if let Some(v) = s.proxy_protocol {
             if v != 1 && v != 2 {
                 errs.push(format!("{p}.proxy_protocol"), "must be 1 or 2");
@@ -419,7 +474,7 @@ fn check_model(config: &Config, errs: &mut Errors) {
             errs.push(format!("settings.trusted_proxies[{i}]"), m);
         }
     }
-    check_filters(&config.settings.filters, "settings.filters", errs);
+    check_filters(&config.settings.filters, &"settings.filters", errs);
     match &config.settings.default_site {
         DefaultSite::Redirect { url } => {
             if let Err(m) = validate::http_url(url) {
@@ -441,31 +496,36 @@ fn check_model(config: &Config, errs: &mut Errors) {
     }
 }
 
-fn check_upstreams(ups: &[Upstream], p: &str, allow_ll: bool, errs: &mut Errors) {
+fn check_upstreams(ups: &[Upstream], p: &dyn fmt::Display, allow_ll: bool, errs: &mut Errors) {
     if ups.len() > 64 {
         errs.push(format!("{p}.upstreams"), "may have at most 64 upstreams");
     }
     for (j, u) in ups.iter().enumerate() {
-        let up = format!("{p}.upstreams[{j}]");
         if let Err(m) = validate::upstream_host(&u.host, allow_ll) {
-            errs.push(format!("{up}.host"), m);
+            errs.push(format!("{p}.upstreams[{j}].host"), m);
         }
         if u.port == 0 {
-            errs.push(format!("{up}.port"), "must be 1..=65535");
+            errs.push(format!("{p}.upstreams[{j}].port"), "must be 1..=65535");
         }
         if u.weight == 0 || u.weight > MAX_WEIGHT {
-            errs.push(format!("{up}.weight"), format!("must be 1..={MAX_WEIGHT}"));
+            errs.push(
+                format!("{p}.upstreams[{j}].weight"),
+                format!("must be 1..={MAX_WEIGHT}"),
+            );
         }
         if ups[..j]
             .iter()
             .any(|o| o.host.eq_ignore_ascii_case(&u.host) && o.port == u.port)
         {
-            errs.push(up, "duplicates an earlier upstream");
+            errs.push(
+                format!("{p}.upstreams[{j}]"),
+                "duplicates an earlier upstream",
+            );
         }
     }
 }
 
-fn check_balancing(b: &Balancing, p: &str, errs: &mut Errors) {
+fn check_balancing(b: &Balancing, p: &dyn fmt::Display, errs: &mut Errors) {
     if let Balancing::ConsistentHash { key } = b {
         match key {
             HashKey::Header(n) => {
@@ -487,7 +547,7 @@ fn check_balancing(b: &Balancing, p: &str, errs: &mut Errors) {
     }
 }
 
-fn check_health(hc: &HealthCheck, p: &str, errs: &mut Errors) {
+fn check_health(hc: &HealthCheck, p: &dyn fmt::Display, errs: &mut Errors) {
     if !(100..=MAX_TIMEOUT_MS).contains(&hc.interval_ms) {
         errs.push(
             format!("{p}.interval_ms"),
@@ -523,7 +583,7 @@ fn check_health(hc: &HealthCheck, p: &str, errs: &mut Errors) {
     }
 }
 
-fn check_timeouts(t: &Timeouts, p: &str, errs: &mut Errors) {
+fn check_timeouts(t: &Timeouts, p: &dyn fmt::Display, errs: &mut Errors) {
     for (name, v) in [
         ("connect_ms", t.connect_ms),
         ("read_ms", t.read_ms),
@@ -540,7 +600,7 @@ fn check_timeouts(t: &Timeouts, p: &str, errs: &mut Errors) {
     }
 }
 
-fn check_headers(rules: &[HeaderRule], p: &str, errs: &mut Errors) {
+fn check_headers(rules: &[HeaderRule], p: &dyn fmt::Display, errs: &mut Errors) {
     for (i, r) in rules.iter().enumerate() {
         if let Err(m) = validate::header_name(&r.name) {
             errs.push(format!("{p}[{i}].name"), m);
@@ -551,7 +611,7 @@ fn check_headers(rules: &[HeaderRule], p: &str, errs: &mut Errors) {
     }
 }
 
-fn check_filters(specs: &[FilterSpec], p: &str, errs: &mut Errors) {
+fn check_filters(specs: &[FilterSpec], p: &dyn fmt::Display, errs: &mut Errors) {
     for (i, s) in specs.iter().enumerate() {
         if s.kind.is_empty() || s.kind.len() > 64 {
             errs.push(format!("{p}[{i}].kind"), "must be 1 to 64 characters");
@@ -559,11 +619,20 @@ fn check_filters(specs: &[FilterSpec], p: &str, errs: &mut Errors) {
     }
 }
 
-fn check_location(l: &Location, p: &str, allow_ll: bool, errs: &mut Errors) {
+fn check_location(
+    l: &Location,
+    p: &dyn fmt::Display,
+    allow_ll: bool,
+    check_regex: bool,
+    errs: &mut Errors,
+) {
     match l.match_kind {
         MatchKind::Regex => {
-            if let Err(e) = build_regex(&l.path) {
-                errs.push(format!("{p}.path"), e);
+            // The compiler builds each regex once and reports errors itself.
+            if check_regex {
+                if let Err(e) = build_regex(&l.path) {
+                    errs.push(format!("{p}.path"), e);
+                }
             }
         }
         _ => {
@@ -593,12 +662,20 @@ fn check_location(l: &Location, p: &str, allow_ll: bool, errs: &mut Errors) {
     }
     check_upstreams(&l.upstreams, p, allow_ll, errs);
     if let Some(b) = &l.balancing {
-        check_balancing(b, &format!("{p}.balancing"), errs);
+        check_balancing(b, &format_args!("{p}.balancing"), errs);
     }
-    check_timeouts(&l.timeouts, &format!("{p}.timeouts"), errs);
-    check_headers(&l.request_headers, &format!("{p}.request_headers"), errs);
-    check_headers(&l.response_headers, &format!("{p}.response_headers"), errs);
-    check_filters(&l.filters, &format!("{p}.filters"), errs);
+    check_timeouts(&l.timeouts, &format_args!("{p}.timeouts"), errs);
+    check_headers(
+        &l.request_headers,
+        &format_args!("{p}.request_headers"),
+        errs,
+    );
+    check_headers(
+        &l.response_headers,
+        &format_args!("{p}.response_headers"),
+        errs,
+    );
+    check_filters(&l.filters, &format_args!("{p}.filters"), errs);
 }
 
 fn build_regex(pattern: &str) -> Result<Regex, String> {
@@ -619,7 +696,7 @@ struct Compiler<'a> {
 }
 
 impl Compiler<'_> {
-    fn run(&mut self, revision: u64) -> Option<CompiledConfig> {
+    fn run(&mut self, revision: u64, source: Arc<Config>) -> Option<CompiledConfig> {
         let config = self.config;
         let trusted = TrustedProxies::new(
             config
@@ -752,7 +829,7 @@ impl Compiler<'_> {
 
         Some(CompiledConfig {
             revision,
-            source: Arc::new(config.clone()),
+            source,
             hosts,
             entries,
             default_entry,
@@ -987,7 +1064,9 @@ impl Compiler<'_> {
         explicit: &[FilterSpec],
         explicit_path: &str,
     ) -> Vec<FilterEntry> {
-        let mut out = base.to_vec();
+        // The more specific filters come first, so on equal priority a
+        // host's filter runs before a global one (the chain sort is stable).
+        let mut out = Vec::with_capacity(base.len() + implicit.len() + explicit.len());
         for (spec, path) in implicit {
             if let Some(e) = self.build_filter(&spec, &path) {
                 out.push(e);
@@ -998,6 +1077,7 @@ impl Compiler<'_> {
                 out.push(e);
             }
         }
+        out.extend_from_slice(base);
         out
     }
 

@@ -45,7 +45,9 @@ use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, HttpProxy, ProxyHttp, Session};
 
-use crate::compile::{compile, CompileOptions, CompiledConfig, HostEntry, Rewrite, Upstreaming};
+use crate::compile::{
+    compile_owned, CompileOptions, CompiledConfig, HostEntry, Rewrite, Upstreaming,
+};
 use crate::config::{Config, HashKey, Scheme};
 use crate::error::{BuildError, ConfigError, ReloadError};
 use crate::filter::{
@@ -141,8 +143,8 @@ impl Inner {
             } else {
                 Some(inner.current.load_full())
             };
-            compile(
-                &snapshot,
+            compile_owned(
+                snapshot,
                 CompileOptions {
                     registry: &inner.registry,
                     global_filters: &inner.global_filters,
@@ -274,7 +276,9 @@ impl EngineHandle {
         let revision = snapshot.revision;
         match self.inner.compile_blocking(snapshot, false).await {
             Ok(compiled) => {
-                self.inner.current.store(Arc::new(compiled));
+                let old = self.inner.current.swap(Arc::new(compiled));
+                // Freeing a large config takes a while: not on this task.
+                drop_off_thread(old);
                 if let Ok(mut e) = self.inner.last_error.lock() {
                     *e = None;
                 }
@@ -299,10 +303,9 @@ impl EngineHandle {
             revision: self.revision(),
             config,
         };
-        self.inner
-            .compile_blocking(snapshot, false)
-            .await
-            .map(|_| ())
+        let compiled = self.inner.compile_blocking(snapshot, false).await?;
+        drop_off_thread(compiled);
+        Ok(())
     }
 
     /// The last rejected revision and why, if the latest reload failed.
@@ -400,6 +403,16 @@ impl EngineHandle {
     }
 }
 
+/// Drops `value` on the blocking pool (or here, outside a runtime).
+fn drop_off_thread<T: Send + 'static>(value: T) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => {
+            h.spawn_blocking(move || drop(value));
+        }
+        Err(_) => drop(value),
+    }
+}
+
 /// The engine's Pingora background service (reloads and health checks).
 pub struct EngineBackground {
     handle: EngineHandle,
@@ -426,6 +439,8 @@ pub struct EngineCtx {
     /// The filters' view of the request.
     pub req: RequestCtx,
     config: Option<Arc<CompiledConfig>>,
+    /// Index of the routed host entry; `NOT_ROUTED` before routing, so
+    /// early responses run only the global chain.
     entry: usize,
     location: Option<usize>,
     prefix_len: usize,
@@ -469,6 +484,9 @@ fn chain_in(cfg: &CompiledConfig, entry: usize, location: Option<usize>) -> Opti
     }
     Some(&e.chain)
 }
+
+/// `EngineCtx::entry` before routing.
+const NOT_ROUTED: usize = usize::MAX;
 
 /// Sends a complete response, running the response-phase filters on it.
 async fn send(
@@ -552,7 +570,7 @@ impl ProxyHttp for EngineProxy {
         EngineCtx {
             req: RequestCtx::default(),
             config: None,
-            entry: 0,
+            entry: NOT_ROUTED,
             location: None,
             prefix_len: 0,
             member: None,
@@ -912,7 +930,8 @@ impl ProxyHttp for EngineProxy {
         }
 
         if let Some(cfg) = ctx.config.clone() {
-            if let Some(chain) = chain_in(&cfg, ctx.entry, ctx.location) {
+            {
+                let chain = chain_in(&cfg, ctx.entry, ctx.location).unwrap_or(&cfg.global);
                 chain.run_upstream_request(upstream, &mut ctx.req).await?;
             }
         }
@@ -933,7 +952,8 @@ impl ProxyHttp for EngineProxy {
             resp.remove_header(&header::UPGRADE);
         }
         if let Some(cfg) = ctx.config.clone() {
-            if let Some(chain) = chain_in(&cfg, ctx.entry, ctx.location) {
+            {
+                let chain = chain_in(&cfg, ctx.entry, ctx.location).unwrap_or(&cfg.global);
                 chain.run_response(resp, &mut ctx.req).await?;
             }
         }
@@ -978,7 +998,8 @@ impl ProxyHttp for EngineProxy {
         ctx.release_member();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if let Some(cfg) = ctx.config.clone() {
-            if let Some(chain) = chain_in(&cfg, ctx.entry, ctx.location) {
+            {
+                let chain = chain_in(&cfg, ctx.entry, ctx.location).unwrap_or(&cfg.global);
                 chain.run_logging(status, &mut ctx.req);
             }
         }

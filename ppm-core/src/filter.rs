@@ -102,7 +102,8 @@ pub mod kinds {
     /// Redirects; config built from a redirection host.
     pub const REDIRECT: &str = "redirect";
     /// Force HTTPS and HSTS; config
-    /// `{"force_https": bool, "hsts": bool, "hsts_subdomains": bool}`.
+    /// `{"force_https": bool, "hsts": bool, "hsts_subdomains": bool}` (the
+    /// filter also takes `hsts_max_age` and `hsts_preload`).
     pub const FORCE_HTTPS: &str = "force_https";
     /// Header rules; config `{"request": [..], "response": [..]}`.
     pub const HEADERS: &str = "headers";

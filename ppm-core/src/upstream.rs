@@ -68,7 +68,6 @@ pub struct Member {
     pub host: String,
     /// The weight.
     pub weight: u32,
-    backend: Backend,
     active: AtomicUsize,
     consecutive_fails: AtomicU32,
     down_until_ms: AtomicU64,
@@ -102,10 +101,19 @@ impl Selector {
     }
 }
 
+/// The pingora-load-balancing side of a group, built on first use: a config
+/// with thousands of hosts compiles without paying for balancers of hosts
+/// that never see a request.
+struct Built {
+    selector: Selector,
+    /// `backends[i]` is member `i`.
+    backends: Box<[Backend]>,
+}
+
 /// A balanced set of upstreams.
 pub struct UpstreamGroup {
     spec: GroupSpec,
-    selector: Selector,
+    built: OnceLock<Option<Built>>,
     members: Box<[Member]>,
     rotate: AtomicUsize,
     next_check_ms: AtomicU64,
@@ -152,40 +160,23 @@ impl UpstreamGroup {
         if spec.members.len() > MAX_MEMBERS {
             return Err(format!("may have at most {MAX_MEMBERS} upstreams"));
         }
-        let mut set = BTreeSet::new();
-        let mut members = Vec::with_capacity(spec.members.len());
-        for (i, m) in spec.members.iter().enumerate() {
-            let mut ext = pingora_load_balancing::Extensions::new();
-            ext.insert(MemberIdx(i));
-            let backend = Backend {
-                addr: PingoraAddr::Inet(m.addr),
-                weight: m.weight.max(1) as usize,
-                ext,
-            };
-            if members.iter().any(|x: &Member| x.addr == m.addr) {
+        let mut members: Vec<Member> = Vec::with_capacity(spec.members.len());
+        for m in &spec.members {
+            if members.iter().any(|x| x.addr == m.addr) {
                 return Err(format!("upstream {} is listed twice", m.addr));
             }
-            set.insert(backend.clone());
             members.push(Member {
                 addr: m.addr,
                 host: m.host.clone(),
                 weight: m.weight.max(1),
-                backend,
                 active: AtomicUsize::new(0),
                 consecutive_fails: AtomicU32::new(0),
                 down_until_ms: AtomicU64::new(0),
             });
         }
-        let hc = spec.health_check.as_ref().map(|hc| health_check(&spec, hc));
-        let selector = match &spec.balancing {
-            Balancing::Random => Selector::Random(build_lb(set, hc)?),
-            Balancing::ConsistentHash { .. } => Selector::Hash(build_lb(set, hc)?),
-            Balancing::LeastConnections => Selector::LeastConn(build_lb(set, hc)?),
-            _ => Selector::RoundRobin(build_lb(set, hc)?),
-        };
         Ok(UpstreamGroup {
             spec,
-            selector,
+            built: OnceLock::new(),
             members: members.into_boxed_slice(),
             rotate: AtomicUsize::new(0),
             next_check_ms: AtomicU64::new(0),
@@ -196,6 +187,18 @@ impl UpstreamGroup {
     /// The spec this group was built from.
     pub fn spec(&self) -> &GroupSpec {
         &self.spec
+    }
+
+    fn built(&self) -> Option<&Built> {
+        self.built
+            .get_or_init(|| match build(&self.spec) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::error!(error = %e, "building an upstream group failed");
+                    None
+                }
+            })
+            .as_ref()
     }
 
     /// The upstreams.
@@ -223,17 +226,19 @@ impl UpstreamGroup {
                 .get::<MemberIdx>()
                 .is_some_and(|MemberIdx(i)| accept(*i, healthy))
         };
-        let picked = match &self.selector {
+        let built = self.built()?;
+        let picked = match &built.selector {
             Selector::RoundRobin(lb) => lb.select_with(key, max, f),
             Selector::Random(lb) => lb.select_with(key, max, f),
             Selector::Hash(lb) => lb.select_with(key, 256, f),
-            Selector::LeastConn(lb) => return self.least_conn(lb.backends(), accept),
+            Selector::LeastConn(lb) => return self.least_conn(built, lb.backends(), accept),
         };
         picked.and_then(|b| b.ext.get::<MemberIdx>().map(|m| m.0))
     }
 
     fn least_conn(
         &self,
+        built: &Built,
         backends: &Backends,
         accept: &dyn Fn(usize, bool) -> bool,
     ) -> Option<usize> {
@@ -243,7 +248,8 @@ impl UpstreamGroup {
         for k in 0..n {
             let i = (start + k) % n;
             let m = &self.members[i];
-            if !accept(i, backends.ready(&m.backend)) {
+            let ready = built.backends.get(i).is_some_and(|b| backends.ready(b));
+            if !accept(i, ready) {
                 continue;
             }
             let active = m.active();
@@ -305,14 +311,19 @@ impl UpstreamGroup {
     /// Health of every member.
     pub fn health(&self) -> Vec<MemberHealth> {
         let now = now_ms();
-        let backends = self.selector.backends();
+        let built = self.built();
         self.members
             .iter()
-            .map(|m| MemberHealth {
+            .enumerate()
+            .map(|(i, m)| MemberHealth {
                 addr: m.addr,
                 host: m.host.clone(),
                 weight: m.weight,
-                healthy: backends.ready(&m.backend),
+                healthy: built.is_none_or(|b| {
+                    b.backends
+                        .get(i)
+                        .is_none_or(|be| b.selector.backends().ready(be))
+                }),
                 passive_down: m.passive_down(now),
                 active_requests: m.active(),
             })
@@ -332,7 +343,9 @@ impl UpstreamGroup {
         if self.checking.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.selector.backends().run_health_check(true).await;
+        if let Some(b) = self.built() {
+            b.selector.backends().run_health_check(true).await;
+        }
         self.next_check_ms
             .store(now_ms() + hc.interval_ms.max(100), Ordering::Relaxed);
         self.checking.store(false, Ordering::Release);
@@ -342,6 +355,33 @@ impl UpstreamGroup {
     pub fn has_health_check(&self) -> bool {
         self.spec.health_check.is_some()
     }
+}
+
+fn build(spec: &GroupSpec) -> Result<Built, String> {
+    let mut set = BTreeSet::new();
+    let mut backends = Vec::with_capacity(spec.members.len());
+    for (i, m) in spec.members.iter().enumerate() {
+        let mut ext = pingora_load_balancing::Extensions::new();
+        ext.insert(MemberIdx(i));
+        let backend = Backend {
+            addr: PingoraAddr::Inet(m.addr),
+            weight: m.weight.max(1) as usize,
+            ext,
+        };
+        set.insert(backend.clone());
+        backends.push(backend);
+    }
+    let hc = spec.health_check.as_ref().map(|hc| health_check(spec, hc));
+    let selector = match &spec.balancing {
+        Balancing::Random => Selector::Random(build_lb(set, hc)?),
+        Balancing::ConsistentHash { .. } => Selector::Hash(build_lb(set, hc)?),
+        Balancing::LeastConnections => Selector::LeastConn(build_lb(set, hc)?),
+        _ => Selector::RoundRobin(build_lb(set, hc)?),
+    };
+    Ok(Built {
+        selector,
+        backends: backends.into_boxed_slice(),
+    })
 }
 
 fn build_lb<S>(

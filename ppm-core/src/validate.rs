@@ -45,6 +45,27 @@ pub fn domain_name(name: &str) -> Result<String, String> {
     Ok(full)
 }
 
+/// Like [`domain_name`], but borrows `name` when it is already normalised
+/// (the common case when checking stored config).
+pub fn domain_name_cow(name: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+    let simple = !name.is_empty()
+        && name.len() <= MAX_DOMAIN_LEN
+        && !name.ends_with('.')
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'*'
+        });
+    if simple {
+        let (wild, rest) = match name.strip_prefix("*.") {
+            Some(r) => (true, r),
+            None => (false, name),
+        };
+        if !rest.contains('*') && check_hostname(rest).is_ok() && (!wild || rest.contains('.')) {
+            return Ok(std::borrow::Cow::Borrowed(name));
+        }
+    }
+    domain_name(name).map(std::borrow::Cow::Owned)
+}
+
 fn to_ascii(name: &str) -> Result<String, String> {
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.is_ascii() {
@@ -283,6 +304,27 @@ mod tests {
         assert_eq!(ok.len(), 253);
         assert!(domain_name(&ok).is_ok());
         assert!(domain_name(&format!("{ok}e")).is_err());
+    }
+
+    #[test]
+    fn cow_agrees_with_owned() {
+        for n in [
+            "a.com",
+            "*.a.com",
+            "A.com",
+            "*.com",
+            "x..y",
+            "b\u{fc}cher.de",
+            "-a.com",
+            "a.com.",
+            "*",
+        ] {
+            assert_eq!(
+                domain_name_cow(n).map(|c| c.into_owned()),
+                domain_name(n),
+                "{n}"
+            );
+        }
     }
 
     #[test]

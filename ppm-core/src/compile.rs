@@ -188,7 +188,7 @@ impl CompiledConfig {
             default_entry: 0,
             global: FilterChain::default(),
             trusted: TrustedProxies::default(),
-            groups: GroupMap::new(),
+            groups: GroupMap::default(),
         }
     }
 }
@@ -243,7 +243,7 @@ pub fn compile_owned(
         config: &config,
         opts,
         errs,
-        groups: GroupMap::new(),
+        groups: GroupMap::default(),
     };
     let out = c.run(revision, config.clone());
     c.errs.finish()?;
@@ -501,7 +501,7 @@ fn check_upstreams(ups: &[Upstream], p: &dyn fmt::Display, allow_ll: bool, errs:
         errs.push(format!("{p}.upstreams"), "may have at most 64 upstreams");
     }
     for (j, u) in ups.iter().enumerate() {
-        if let Err(m) = validate::upstream_host(&u.host, allow_ll) {
+        if let Err(m) = validate::check_upstream_host(&u.host, allow_ll) {
             errs.push(format!("{p}.upstreams[{j}].host"), m);
         }
         if u.port == 0 {
@@ -993,7 +993,15 @@ impl Compiler<'_> {
             match resolve(u, self.config.settings.allow_link_local_upstreams) {
                 Ok(addr) => members.push(MemberSpec {
                     addr,
-                    host: validate::upstream_host(&u.host, true).unwrap_or_else(|_| u.host.clone()),
+                    host: match ip_literal(&u.host) {
+                        Some(_) => u
+                            .host
+                            .trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .to_string(),
+                        None => validate::upstream_host(&u.host, true)
+                            .unwrap_or_else(|_| u.host.clone()),
+                    },
                     weight: u.weight,
                 }),
                 Err(m) => {
@@ -1112,7 +1120,21 @@ fn hash_key_of(b: &Balancing) -> HashKey {
 
 /// Resolves an upstream to one socket address. IP literals are parsed;
 /// names are resolved with the system resolver (blocking).
+/// `host` as an IP address, with or without IPv6 brackets.
+fn ip_literal(host: &str) -> Option<IpAddr> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse().ok()
+}
+
 fn resolve(u: &Upstream, allow_ll: bool) -> Result<SocketAddr, String> {
+    // IP literals (the common case) skip the string work below; the model
+    // check has already refused link-local ones.
+    if let Some(ip) = ip_literal(&u.host) {
+        return Ok(SocketAddr::new(ip, u.port));
+    }
     let host = validate::upstream_host(&u.host, allow_ll)?;
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, u.port));

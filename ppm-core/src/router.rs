@@ -5,76 +5,138 @@
 //! location within a host: exact paths, then regexes in declared order, then
 //! the longest prefix at a path-segment boundary.
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 
 use regex::Regex;
 
 /// The longest host name the table looks up; longer hosts match nothing.
 const MAX_HOST: usize = 253;
-/// Names up to this many bytes are stored inline in the table's buckets,
-/// saving a dependent cache miss per lookup.
-const INLINE: usize = 30;
+/// Names up to this many bytes live inside their slot, so a lookup reads
+/// one cache line; longer names go to a side table.
+const SLOT_KEY: usize = 55;
 
-/// A fast, seeded hasher: the table's keys come from config, and lookups
-/// only probe existing keys, so there is nothing for HashDoS to grow.
-type FastMap<V> = HashMap<Key, V, foldhash::fast::RandomState>;
-
-/// A host name as stored in the table.
-#[derive(Clone, PartialEq, Eq)]
-enum Key {
-    Inline { len: u8, buf: [u8; INLINE] },
-    Heap(Box<[u8]>),
+/// One slot of [`LineMap`]: exactly one cache line.
+#[derive(Clone)]
+#[repr(C, align(64))]
+struct Slot {
+    /// High hash bits with the low bit set; 0 marks an empty slot.
+    tag: u32,
+    idx: u32,
+    len: u8,
+    key: [u8; SLOT_KEY],
 }
 
-impl Key {
-    fn new(s: &[u8]) -> Key {
-        if s.len() <= INLINE {
-            let mut buf = [0u8; INLINE];
-            buf[..s.len()].copy_from_slice(s);
-            Key::Inline {
-                len: s.len() as u8,
-                buf,
-            }
-        } else {
-            Key::Heap(s.into())
-        }
-    }
+const EMPTY: Slot = Slot {
+    tag: 0,
+    idx: 0,
+    len: 0,
+    key: [0; SLOT_KEY],
+};
 
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            Key::Inline { len, buf } => &buf[..usize::from(*len)],
-            Key::Heap(b) => b,
-        }
-    }
+/// An open-addressing map from short byte strings to `u32`, laid out so a
+/// hit or a miss usually touches a single cache line (tag, key and value
+/// together), which matters once the table outgrows the CPU caches.
+///
+/// Keys come from config and lookups only probe, so a seeded fast hash is
+/// enough: there is nothing an attacker can make grow.
+#[derive(Clone, Default)]
+struct LineMap {
+    slots: Vec<Slot>,
+    len: usize,
+    long: HashMap<Box<[u8]>, u32, foldhash::fast::RandomState>,
+    hasher: foldhash::fast::RandomState,
 }
 
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // Must hash exactly as `[u8]` does, for `Borrow<[u8]>` lookups.
-        self.as_bytes().hash(state);
-    }
-}
-
-impl Borrow<[u8]> for Key {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
-
-impl std::fmt::Debug for Key {
+impl std::fmt::Debug for LineMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+        f.debug_struct("LineMap")
+            .field("len", &(self.len + self.long.len()))
+            .finish()
+    }
+}
+
+impl LineMap {
+    fn len(&self) -> usize {
+        self.len + self.long.len()
+    }
+
+    fn tag_and_start(&self, key: &[u8]) -> (u32, usize) {
+        let h = self.hasher.hash_one(key);
+        (((h >> 32) as u32) | 1, h as usize)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<u32> {
+        if key.len() > SLOT_KEY {
+            return self.long.get(key).copied();
+        }
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let (tag, start) = self.tag_and_start(key);
+        let mut i = start & mask;
+        loop {
+            let s = &self.slots[i];
+            if s.tag == 0 {
+                return None;
+            }
+            if s.tag == tag && usize::from(s.len) == key.len() && s.key[..key.len()] == *key {
+                return Some(s.idx);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Inserts `key` unless present; returns the existing value if it was.
+    fn insert(&mut self, key: &[u8], idx: u32) -> Option<u32> {
+        if let Some(existing) = self.get(key) {
+            return Some(existing);
+        }
+        if key.len() > SLOT_KEY {
+            self.long.insert(key.into(), idx);
+            return None;
+        }
+        // Keep the load at most 1/2: linear probing's misses (every
+        // wildcard step is one) stay at a couple of adjacent lines.
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        self.place(key, idx);
+        self.len += 1;
+        None
+    }
+
+    fn place(&mut self, key: &[u8], idx: u32) {
+        let mask = self.slots.len() - 1;
+        let (tag, start) = self.tag_and_start(key);
+        let mut i = start & mask;
+        while self.slots[i].tag != 0 {
+            i = (i + 1) & mask;
+        }
+        let slot = &mut self.slots[i];
+        slot.tag = tag;
+        slot.idx = idx;
+        slot.len = key.len() as u8;
+        slot.key[..key.len()].copy_from_slice(key);
+    }
+
+    fn grow(&mut self) {
+        let cap = (self.slots.len() * 2).max(16);
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY; cap]);
+        for s in old.iter().filter(|s| s.tag != 0) {
+            let key = &s.key[..usize::from(s.len)];
+            self.place(key, s.idx);
+        }
     }
 }
 
 /// Maps host names to a value index.
 #[derive(Debug, Clone, Default)]
 pub struct HostTable {
-    exact: FastMap<u32>,
+    exact: LineMap,
     /// Keyed by the suffix after `*.`.
-    wildcard: FastMap<u32>,
+    wildcard: LineMap,
     /// Bit `n` is set when some wildcard suffix is `n` bytes long, so a
     /// lookup only hashes suffixes that can match.
     wildcard_lens: [u64; 4],
@@ -102,10 +164,9 @@ impl HostTable {
         if key.len() > MAX_HOST {
             return Ok(());
         }
-        if let Some(&existing) = map.get(key.as_bytes()) {
+        if let Some(existing) = map.insert(key.as_bytes(), index) {
             return Err(DuplicateName { existing });
         }
-        map.insert(Key::new(key.as_bytes()), index);
         if name.starts_with("*.") {
             self.wildcard_lens[key.len() / 64] |= 1u64 << (key.len() % 64);
         }
@@ -146,10 +207,10 @@ impl HostTable {
     }
 
     fn lookup_lower(&self, host: &[u8]) -> Option<u32> {
-        if let Some(&i) = self.exact.get(host) {
+        if let Some(i) = self.exact.get(host) {
             return Some(i);
         }
-        if self.wildcard.is_empty() {
+        if self.wildcard.len() == 0 {
             return None;
         }
         let mut rest = host;
@@ -159,7 +220,7 @@ impl HostTable {
             if self.wildcard_lens[n / 64] & (1u64 << (n % 64)) == 0 {
                 continue;
             }
-            if let Some(&i) = self.wildcard.get(rest) {
+            if let Some(i) = self.wildcard.get(rest) {
                 return Some(i);
             }
         }
@@ -316,6 +377,23 @@ mod tests {
             t.insert("EXAMPLE.com".to_ascii_lowercase().as_str(), 9),
             Err(DuplicateName { existing: 0 })
         );
+    }
+
+    #[test]
+    fn many_names_and_long_names() {
+        let mut t = HostTable::new();
+        for i in 0..10_000u32 {
+            t.insert(&format!("host{i}.example.com"), i).unwrap();
+        }
+        let long = format!("{}.example.com", "l".repeat(60));
+        t.insert(&long, 77_777).unwrap();
+        assert_eq!(t.insert(&long, 1), Err(DuplicateName { existing: 77_777 }));
+        for i in 0..10_000u32 {
+            assert_eq!(t.lookup(&format!("host{i}.example.com")), Some(i));
+            assert_eq!(t.lookup(&format!("host{i}.example.org")), None);
+        }
+        assert_eq!(t.lookup(&long), Some(77_777));
+        assert_eq!(t.len(), 10_001);
     }
 
     #[test]

@@ -491,7 +491,8 @@ mod futures_lite_now {
 }
 
 /// Shared groups keyed by spec, for reuse across revisions.
-pub(crate) type GroupMap = std::collections::HashMap<GroupSpec, Arc<UpstreamGroup>>;
+pub(crate) type GroupMap =
+    std::collections::HashMap<GroupSpec, Arc<UpstreamGroup>, foldhash::fast::RandomState>;
 
 #[cfg(test)]
 mod tests {

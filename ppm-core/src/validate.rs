@@ -143,6 +143,26 @@ pub fn upstream_host(host: &str, allow_link_local: bool) -> Result<String, Strin
     Ok(ascii)
 }
 
+/// Like [`upstream_host`] without building the normalised form (no
+/// allocation for IP literals).
+pub fn check_upstream_host(host: &str, allow_link_local: bool) -> Result<(), String> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    match bare.parse::<IpAddr>() {
+        Ok(ip) if !allow_link_local && is_link_local(ip) => Err(
+            "is a link-local or metadata address; enable allow_link_local_upstreams to use it"
+                .into(),
+        ),
+        Ok(ip) if ip.is_unspecified() => {
+            Err("must not be an unspecified address (0.0.0.0 or ::)".into())
+        }
+        Ok(_) => Ok(()),
+        Err(_) => upstream_host(host, allow_link_local).map(|_| ()),
+    }
+}
+
 /// Whether `ip` is link-local (where cloud metadata services live).
 pub fn is_link_local(ip: IpAddr) -> bool {
     match ip {

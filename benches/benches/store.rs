@@ -10,7 +10,6 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use ppm_core::compile::{compile_owned, CompileOptions};
 use ppm_core::config::{Config, HeaderRule, Location, ProxyHost, Upstream};
-use ppm_core::filter::FilterRegistry;
 use ppm_core::store::ConfigStore;
 use ppm_store::{ConfigWriter, ConfigWriterExt, SqliteStore, WriteContext};
 
@@ -46,7 +45,9 @@ fn store_benches(c: &mut Criterion) {
     let ctx = WriteContext::new("bench");
     rt.block_on(store.replace_all(&ctx, config(10_000), "bench setup"))
         .unwrap();
-    let registry = FilterRegistry::new();
+    // The default filters, as ppm-server compiles with (the header rules
+    // build `headers` filters).
+    let registry = ppm_filters::default_registry();
     let opts = CompileOptions {
         registry: &registry,
         global_filters: &[],

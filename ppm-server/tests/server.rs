@@ -1025,3 +1025,107 @@ async fn access_lists_and_force_https_apply_through_the_api() {
     assert_eq!(r.status, 301);
     assert_eq!(r.header("location"), Some("https://secure.test/a?b=c"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_never_gets_a_500() {
+    let ppm = Ppm::start(true).await;
+    let token = ppm.admin_token().await;
+    let auth = format!("Bearer {token}");
+    let deep = format!("{}{}", "[".repeat(500), "]".repeat(500));
+    let bodies: Vec<Vec<u8>> = vec![
+        b"null".to_vec(),
+        b"[]".to_vec(),
+        b"\"x\"".to_vec(),
+        b"{}".to_vec(),
+        b"{\"domain_names\": null}".to_vec(),
+        b"{\"domain_names\": [\"a.test\"], \"upstreams\": [{\"host\": \"a\", \"port\": -1}]}".to_vec(),
+        b"{\"domain_names\": [\"a.test\"], \"upstreams\": [{\"host\": \"127.0.0.1\", \"port\": 1, \"weight\": 1e99}]}".to_vec(),
+        b"{\"incoming_port\": 99999999999999999999}".to_vec(),
+        b"{\"name\": \"\\u0000\", \"rules\": [{\"action\": \"maybe\", \"address\": \"x\"}]}".to_vec(),
+        deep.into_bytes(),
+        vec![0xff, 0xfe, 0x00, 0x7b],
+        b"{\"email\": \"a@b.c\", \"password\": \"x\"}".to_vec(),
+    ];
+    let paths = [
+        "/api/proxy-hosts",
+        "/api/redirection-hosts",
+        "/api/dead-hosts",
+        "/api/streams",
+        "/api/access-lists",
+        "/api/certificates",
+        "/api/users",
+        "/api/tokens",
+        "/api/auth/login",
+        "/api/auth/password",
+        "/api/config/import",
+        "/api/config/import?dry_run=maybe",
+    ];
+    for path in paths {
+        for body in &bodies {
+            let r = send(
+                ppm.api,
+                "POST",
+                path,
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                body,
+            )
+            .await
+            .unwrap();
+            assert!(
+                (400..500).contains(&r.status),
+                "POST {path} {:?}: {} {}",
+                String::from_utf8_lossy(body),
+                r.status,
+                r.text()
+            );
+            assert!(
+                r.json()["error"]["code"].is_string(),
+                "not a JSON error: {}",
+                r.text()
+            );
+        }
+    }
+    for (method, path) in [
+        ("PUT", "/api/proxy-hosts/abc"),
+        ("GET", "/api/proxy-hosts/99999999999999999999999"),
+        ("DELETE", "/api/streams/-1"),
+        ("GET", "/api/audit-log?limit=0"),
+        ("GET", "/api/audit-log?limit=nope"),
+        ("POST", "/api/config/rollback/xyz"),
+        ("GET", "/api/config/history/0"),
+    ] {
+        let r = send(
+            ppm.api,
+            method,
+            path,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            b"{}",
+        )
+        .await
+        .unwrap();
+        assert!(
+            (400..500).contains(&r.status),
+            "{method} {path}: {} {}",
+            r.status,
+            r.text()
+        );
+        assert!(
+            r.json()["error"]["code"].is_string(),
+            "{method} {path}: {}",
+            r.text()
+        );
+    }
+    // The server still works.
+    assert_eq!(
+        ppm.call("GET", "/api/proxy-hosts", Some(&token), None)
+            .await
+            .status,
+        200
+    );
+}

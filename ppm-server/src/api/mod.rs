@@ -104,6 +104,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
+        // serde accepts structs written as arrays; the API speaks objects.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            let mut e = ApiError::field("", "the body must be a JSON object");
+            e.status = axum::http::StatusCode::BAD_REQUEST;
+            e.code = "bad_json";
+            return Err(e);
+        }
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -122,4 +129,46 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
         }
         err
     })
+}
+
+/// A path parameter whose rejection is a JSON error naming the parameter.
+pub struct PathParam<T>(pub T);
+
+impl<T> FromRequestParts<AppState> for PathParam<T>
+where
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(PathParam(v)),
+            Err(e) => {
+                let mut err = ApiError::field("path", e.body_text());
+                err.status = axum::http::StatusCode::BAD_REQUEST;
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Query parameters whose rejection is a JSON error naming the parameter.
+pub struct QueryParams<T>(pub T);
+
+impl<T> FromRequestParts<AppState> for QueryParams<T>
+where
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(QueryParams(v)),
+            Err(e) => {
+                let mut err = ApiError::field("query", e.body_text());
+                err.status = axum::http::StatusCode::BAD_REQUEST;
+                Err(err)
+            }
+        }
+    }
 }

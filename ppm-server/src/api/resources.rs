@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -20,7 +20,7 @@ use ppm_store::{ConfigWriter, Entity, EntityKind, WriteContext};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{Access, ApiError, ApiResult, AppState, Auth, ClientIp, JsonBody};
+use super::{Access, ApiError, ApiResult, AppState, Auth, ClientIp, JsonBody, PathParam};
 
 /// A config entity served under `/api/<PATH>`.
 pub trait Resource: Serialize + Clone + Send + Sync + 'static {
@@ -307,6 +307,21 @@ impl Resource for Certificate {
         if input.name.len() > 255 {
             return Err(ApiError::field("name", "must be at most 255 characters"));
         }
+        if !input
+            .certificate_pem
+            .contains("-----BEGIN CERTIFICATE-----")
+        {
+            return Err(ApiError::field(
+                "certificate_pem",
+                "must hold a PEM certificate (-----BEGIN CERTIFICATE-----)",
+            ));
+        }
+        if !input.private_key_pem.contains("PRIVATE KEY-----") {
+            return Err(ApiError::field(
+                "private_key_pem",
+                "must hold a PEM private key",
+            ));
+        }
         Ok(input)
     }
     fn into_entity(self) -> Entity {
@@ -356,7 +371,7 @@ pub async fn list<R: Resource>(
 pub async fn get<R: Resource>(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<Id>,
+    PathParam(id): PathParam<Id>,
 ) -> ApiResult<Json<R>> {
     auth.require(R::PATH, Access::Read)?;
     let config = state.engine_store_config().await?;
@@ -383,7 +398,7 @@ pub async fn update<R: Resource>(
     State(state): State<AppState>,
     auth: Auth,
     ClientIp(ip): ClientIp,
-    Path(id): Path<Id>,
+    PathParam(id): PathParam<Id>,
     JsonBody(input): JsonBody<R::Input>,
 ) -> ApiResult<Json<R>> {
     auth.require(R::PATH, Access::Write)?;
@@ -401,7 +416,7 @@ pub async fn delete<R: Resource>(
     State(state): State<AppState>,
     auth: Auth,
     ClientIp(ip): ClientIp,
-    Path(id): Path<Id>,
+    PathParam(id): PathParam<Id>,
 ) -> ApiResult<StatusCode> {
     auth.require(R::PATH, Access::Write)?;
     write::<R>(&state, &auth, ip, Write::Delete(id)).await?;

@@ -1,6 +1,6 @@
 //! Route table and the handlers that are not plain entity CRUD.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::access::validate_scope;
 use super::resources::{self, Resource};
-use super::{Access, ApiError, ApiResult, AppState, Auth, ClientIp, JsonBody, Role};
+use super::{
+    Access, ApiError, ApiResult, AppState, Auth, ClientIp, JsonBody, PathParam, QueryParams, Role,
+};
 use crate::auth::{self, now_unix, Claims};
 
 macro_rules! crud {
@@ -311,7 +313,7 @@ async fn list_users(State(state): State<AppState>, auth: Auth) -> ApiResult<Json
 async fn get_user(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<Id>,
+    PathParam(id): PathParam<Id>,
 ) -> ApiResult<Json<UserView>> {
     auth.require("users", Access::Read)?;
     Ok(Json(state.store.get_user(id).await?.into()))
@@ -374,7 +376,7 @@ async fn update_user(
     State(state): State<AppState>,
     auth: Auth,
     ClientIp(ip): ClientIp,
-    Path(id): Path<Id>,
+    PathParam(id): PathParam<Id>,
     JsonBody(u): JsonBody<UserInput>,
 ) -> ApiResult<Json<UserView>> {
     auth.require("users", Access::Write)?;
@@ -422,7 +424,7 @@ async fn delete_user(
     State(state): State<AppState>,
     auth: Auth,
     ClientIp(ip): ClientIp,
-    Path(id): Path<Id>,
+    PathParam(id): PathParam<Id>,
 ) -> ApiResult<StatusCode> {
     auth.require("users", Access::Write)?;
     if id == auth.user.id {
@@ -525,7 +527,7 @@ async fn list_tokens(State(state): State<AppState>, auth: Auth) -> ApiResult<Jso
 async fn get_token(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<Id>,
+    PathParam(id): PathParam<Id>,
 ) -> ApiResult<Json<TokenView>> {
     auth.require("tokens", Access::Read)?;
     tokens_visible(&state, &auth)
@@ -587,7 +589,7 @@ async fn revoke_token(
     State(state): State<AppState>,
     auth: Auth,
     ClientIp(ip): ClientIp,
-    Path(id): Path<Id>,
+    PathParam(id): PathParam<Id>,
 ) -> ApiResult<StatusCode> {
     auth.require("tokens", Access::Write)?;
     if !tokens_visible(&state, &auth)
@@ -676,7 +678,7 @@ impl Page {
 async fn audit_log(
     State(state): State<AppState>,
     auth: Auth,
-    Query(page): Query<Page>,
+    QueryParams(page): QueryParams<Page>,
 ) -> ApiResult<Json<Vec<AuditEntry>>> {
     auth.require("audit-log", Access::Read)?;
     Ok(Json(
@@ -696,7 +698,7 @@ pub struct ExportQuery {
 async fn export(
     State(state): State<AppState>,
     auth: Auth,
-    Query(q): Query<ExportQuery>,
+    QueryParams(q): QueryParams<ExportQuery>,
 ) -> ApiResult<Json<ExportDocument>> {
     auth.require("config", Access::Read)?;
     if q.secrets && auth.role != Role::Admin {
@@ -759,7 +761,7 @@ async fn import(
     State(state): State<AppState>,
     auth: Auth,
     ClientIp(ip): ClientIp,
-    Query(q): Query<ImportQuery>,
+    QueryParams(q): QueryParams<ImportQuery>,
     JsonBody(doc): JsonBody<ExportDocument>,
 ) -> ApiResult<Json<ImportResult>> {
     auth.require("config", Access::Write)?;
@@ -820,7 +822,7 @@ async fn import(
 async fn history(
     State(state): State<AppState>,
     auth: Auth,
-    Query(page): Query<Page>,
+    QueryParams(page): QueryParams<Page>,
 ) -> ApiResult<Json<Vec<ppm_store::RevisionInfo>>> {
     auth.require("config", Access::Read)?;
     let before = page.before.and_then(|b| u64::try_from(b).ok());
@@ -830,7 +832,7 @@ async fn history(
 async fn history_entry(
     State(state): State<AppState>,
     auth: Auth,
-    Path(revision): Path<u64>,
+    PathParam(revision): PathParam<u64>,
 ) -> ApiResult<Json<serde_json::Value>> {
     auth.require("config", Access::Read)?;
     let changes = state.store.revision_changes(revision).await?;
@@ -870,7 +872,7 @@ async fn rollback(
     State(state): State<AppState>,
     auth: Auth,
     ClientIp(ip): ClientIp,
-    Path(revision): Path<u64>,
+    PathParam(revision): PathParam<u64>,
 ) -> ApiResult<Json<RollbackResult>> {
     auth.require("config", Access::Write)?;
     let _guard = state.write_lock.lock().await;

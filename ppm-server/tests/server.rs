@@ -35,13 +35,18 @@ impl Ppm {
     }
 
     async fn start_in(data: &Path, admin: bool, log: PathBuf) -> Ppm {
-        let api: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
-            .parse()
-            .unwrap();
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
-            .parse()
-            .unwrap();
-        let https_port = free_port().unwrap();
+        // Hold all three listeners while picking, so the ports differ.
+        let held: Vec<std::net::TcpListener> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let ports: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        drop(held);
+        let api: SocketAddr = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", ports[1]).parse().unwrap();
+        let https_port = ports[2];
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ppm-server"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -67,13 +72,21 @@ impl Ppm {
             log,
             _tmp: None,
         };
-        let ok = wait_until(Duration::from_secs(30), || async {
-            send(api, "GET", "/api/health", &[], b"")
-                .await
-                .is_ok_and(|r| r.status == 200)
-        })
-        .await;
-        assert!(ok, "ppm-server did not come up; log:\n{}", p.log_text());
+        let mut p = p;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = send(api, "GET", "/api/health", &[], b"").await;
+            if up.is_ok_and(|r| r.status == 200) {
+                break;
+            }
+            let exited = p.child.as_mut().unwrap().try_wait().unwrap();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "ppm-server did not come up ({exited:?}); log:\n{}",
+                p.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         p
     }
 

@@ -627,7 +627,8 @@ impl ProxyHttp for EngineProxy {
         }
 
         // Route.
-        let entry_idx = match cfg.hosts.lookup(&ctx.req.host) {
+        let matched = cfg.hosts.lookup(&ctx.req.host);
+        let entry_idx = match matched {
             Some(i) => i as usize,
             None => cfg.default_entry,
         };
@@ -636,7 +637,7 @@ impl ProxyHttp for EngineProxy {
             send(session, ctx, error_page(ctx, 404)).await?;
             return Ok(true);
         };
-        let kind = if entry_idx == cfg.default_entry {
+        let kind = if matched.is_none() {
             RouteKind::Default
         } else {
             entry.kind

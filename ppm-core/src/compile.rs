@@ -734,19 +734,13 @@ impl Compiler<'_> {
                 continue;
             }
             let p = format!("redirection_hosts[{i}]");
-            let mut specs = Vec::new();
-            if h.block_exploits {
-                specs.push((
-                    FilterSpec::new(kinds::BLOCK_EXPLOITS, json!({})),
-                    format!("{p}.block_exploits"),
-                ));
-            }
-            if h.ssl_forced || h.hsts_enabled {
-                specs.push((
-                    force_https_spec(h.ssl_forced, h.hsts_enabled, h.hsts_subdomains),
-                    format!("{p}.ssl_forced"),
-                ));
-            }
+            let mut specs = tls_specs(
+                &p,
+                h.block_exploits,
+                h.ssl_forced,
+                h.hsts_enabled,
+                h.hsts_subdomains,
+            );
             specs.push((
                 FilterSpec::new(
                     kinds::REDIRECT,
@@ -775,13 +769,7 @@ impl Compiler<'_> {
                 continue;
             }
             let p = format!("dead_hosts[{i}]");
-            let mut specs = Vec::new();
-            if h.ssl_forced || h.hsts_enabled {
-                specs.push((
-                    force_https_spec(h.ssl_forced, h.hsts_enabled, h.hsts_subdomains),
-                    format!("{p}.ssl_forced"),
-                ));
-            }
+            let specs = tls_specs(&p, false, h.ssl_forced, h.hsts_enabled, h.hsts_subdomains);
             let chain = self.chain(&global_entries, specs, &h.filters, &format!("{p}.filters"));
             let idx = entries.len() as u32;
             self.add_names(&mut hosts, &h.domain_names, idx);
@@ -857,20 +845,14 @@ impl Compiler<'_> {
             h,
             &format!("{p}.upstreams"),
         )?;
-        let hash_key = hash_key(&h.balancing);
-        let mut specs = Vec::new();
-        if h.block_exploits {
-            specs.push((
-                FilterSpec::new(kinds::BLOCK_EXPLOITS, json!({})),
-                format!("{p}.block_exploits"),
-            ));
-        }
-        if h.ssl_forced || h.hsts_enabled {
-            specs.push((
-                force_https_spec(h.ssl_forced, h.hsts_enabled, h.hsts_subdomains),
-                format!("{p}.ssl_forced"),
-            ));
-        }
+        let hash_key = hash_key_of(&h.balancing);
+        let mut specs = tls_specs(
+            p,
+            h.block_exploits,
+            h.ssl_forced,
+            h.hsts_enabled,
+            h.hsts_subdomains,
+        );
         if let Some(id) = h.access_list_id {
             specs.push((
                 FilterSpec::new(kinds::ACCESS_LIST, json!({ "access_list_id": id })),
@@ -1100,15 +1082,32 @@ impl Compiler<'_> {
     }
 }
 
-fn force_https_spec(force: bool, hsts: bool, subdomains: bool) -> FilterSpec {
-    FilterSpec::new(
-        kinds::FORCE_HTTPS,
-        json!({"force_https": force, "hsts": hsts, "hsts_subdomains": subdomains}),
-    )
-}
-
-fn hash_key(b: &Balancing) -> HashKey {
-    hash_key_of(b)
+/// The filters every host kind gets from its `block_exploits`,
+/// `ssl_forced` and HSTS fields, with the field each comes from.
+fn tls_specs(
+    p: &str,
+    block_exploits: bool,
+    force: bool,
+    hsts: bool,
+    subdomains: bool,
+) -> Vec<(FilterSpec, String)> {
+    let mut specs = Vec::new();
+    if block_exploits {
+        specs.push((
+            FilterSpec::new(kinds::BLOCK_EXPLOITS, json!({})),
+            format!("{p}.block_exploits"),
+        ));
+    }
+    if force || hsts {
+        specs.push((
+            FilterSpec::new(
+                kinds::FORCE_HTTPS,
+                json!({"force_https": force, "hsts": hsts, "hsts_subdomains": subdomains}),
+            ),
+            format!("{p}.ssl_forced"),
+        ));
+    }
+    specs
 }
 
 fn hash_key_of(b: &Balancing) -> HashKey {

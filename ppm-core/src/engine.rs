@@ -872,8 +872,13 @@ impl ProxyHttp for EngineProxy {
         if !(peer_trusted && upstream.headers.contains_key("x-forwarded-proto")) {
             upstream.insert_header("x-forwarded-proto", ctx.req.scheme())?;
         }
-        let host = request_host(session.req_header()).to_string();
         if !(peer_trusted && upstream.headers.contains_key("x-forwarded-host")) {
+            // A header value clone shares the bytes; no copy of the host.
+            let host = match session.req_header().headers.get(header::HOST) {
+                Some(v) => v.clone(),
+                None => http::HeaderValue::from_str(request_host(session.req_header()))
+                    .unwrap_or_else(|_| http::HeaderValue::from_static("")),
+            };
             upstream.insert_header("x-forwarded-host", host)?;
         }
         if !(peer_trusted && upstream.headers.contains_key("x-forwarded-port")) {

@@ -77,6 +77,40 @@ pub async fn run_request_phase(
     chain.run_request(req, ctx).await
 }
 
+/// A self-signed certificate for `name` (RSA 2048, SHA-256, valid for two
+/// days, `name` as CN and SAN), as `(certificate_pem, private_key_pem)`.
+pub fn self_signed_cert(name: &str) -> Result<(String, String), openssl::error::ErrorStack> {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::{extension::SubjectAlternativeName, X509Builder, X509NameBuilder};
+
+    let key = PKey::from_rsa(Rsa::generate(2048)?)?;
+    let mut subject = X509NameBuilder::new()?;
+    subject.append_entry_by_text("CN", name)?;
+    let subject = subject.build();
+    let mut b = X509Builder::new()?;
+    b.set_version(2)?;
+    let serial = BigNum::from_u32(1)?.to_asn1_integer()?;
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(&subject)?;
+    b.set_issuer_name(&subject)?;
+    b.set_pubkey(&key)?;
+    let (not_before, not_after) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(2)?);
+    b.set_not_before(&not_before)?;
+    b.set_not_after(&not_after)?;
+    let san = SubjectAlternativeName::new()
+        .dns(name)
+        .build(&b.x509v3_context(None, None))?;
+    b.append_extension(san)?;
+    b.sign(&key, MessageDigest::sha256())?;
+    let cert = String::from_utf8_lossy(&b.build().to_pem()?).into_owned();
+    let key = String::from_utf8_lossy(&key.private_key_to_pem_pkcs8()?).into_owned();
+    Ok((cert, key))
+}
+
 /// A free TCP port on 127.0.0.1 (bound, read, released).
 pub fn free_port() -> io::Result<u16> {
     Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())

@@ -412,38 +412,11 @@ async fn websocket_upgrade_passes_through() {
     assert!(r.json()["headers"].get("upgrade").is_none(), "{}", r.text());
 }
 
-fn self_signed() -> (
-    openssl::x509::X509,
-    openssl::pkey::PKey<openssl::pkey::Private>,
-) {
-    use openssl::{asn1::Asn1Time, bn::BigNum, hash::MessageDigest, pkey::PKey, rsa::Rsa, x509};
-    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-    let mut name = x509::X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "upstream.test").unwrap();
-    let name = name.build();
-    let mut b = x509::X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
-        .unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    let san = x509::extension::SubjectAlternativeName::new()
-        .dns("upstream.test")
-        .build(&b.x509v3_context(None, None))
-        .unwrap();
-    b.append_extension(san).unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    (b.build(), key)
-}
-
 async fn tls_upstream() -> (SocketAddr, Arc<AtomicU64>) {
     use openssl::ssl::{SslAcceptor, SslMethod};
-    let (cert, key) = self_signed();
+    let (cert, key) = ppm_core::testing::self_signed_cert("upstream.test").unwrap();
+    let cert = openssl::x509::X509::from_pem(cert.as_bytes()).unwrap();
+    let key = openssl::pkey::PKey::private_key_from_pem(key.as_bytes()).unwrap();
     let mut acc = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
     acc.set_certificate(&cert).unwrap();
     acc.set_private_key(&key).unwrap();

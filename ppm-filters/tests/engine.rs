@@ -497,27 +497,11 @@ impl ppm_core::pingora_core::server::ShutdownSignalWatch for Stop {
 }
 
 fn self_signed(dir: &std::path::Path) -> (String, String) {
-    use openssl::{asn1::Asn1Time, bn::BigNum, hash::MessageDigest, pkey::PKey, rsa::Rsa, x509};
-    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-    let mut name = x509::X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "secure.test").unwrap();
-    let name = name.build();
-    let mut b = x509::X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
-        .unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
+    let (cert_pem, key_pem) = ppm_core::testing::self_signed_cert("secure.test").unwrap();
     let cert = dir.join("cert.pem");
     let keyf = dir.join("key.pem");
-    std::fs::write(&cert, b.build().to_pem().unwrap()).unwrap();
-    std::fs::write(&keyf, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&keyf, key_pem).unwrap();
     (cert.display().to_string(), keyf.display().to_string())
 }
 

@@ -27,6 +27,7 @@ use crate::filter::{
 use crate::forwarded::TrustedProxies;
 use crate::router::{HostTable, LocationMatcher, PathPattern};
 use crate::store::Snapshot;
+use crate::tls::CertificateTable;
 use crate::upstream::{GroupMap, GroupSpec, MemberSpec, UpstreamGroup};
 use crate::validate;
 
@@ -137,6 +138,7 @@ pub struct CompiledConfig {
     pub(crate) global: FilterChain,
     pub(crate) trusted: TrustedProxies,
     pub(crate) groups: GroupMap,
+    pub(crate) certs: CertificateTable,
 }
 
 impl CompiledConfig {
@@ -148,6 +150,11 @@ impl CompiledConfig {
     /// The stored config this was compiled from.
     pub fn source(&self) -> &Arc<Config> {
         &self.source
+    }
+
+    /// The certificates served on the HTTPS listener, by server name.
+    pub fn certificates(&self) -> &CertificateTable {
+        &self.certs
     }
 
     /// Number of host names routed.
@@ -189,6 +196,7 @@ impl CompiledConfig {
             global: FilterChain::default(),
             trusted: TrustedProxies::default(),
             groups: GroupMap::default(),
+            certs: CertificateTable::default(),
         }
     }
 }
@@ -815,6 +823,14 @@ impl Compiler<'_> {
             }
         };
 
+        let certs = match CertificateTable::build(config, self.opts.previous.map(|p| &p.certs)) {
+            Ok(t) => t,
+            Err(errs) => {
+                self.errs.0.extend(errs);
+                CertificateTable::default()
+            }
+        };
+
         Some(CompiledConfig {
             revision,
             source,
@@ -824,6 +840,7 @@ impl Compiler<'_> {
             global,
             trusted,
             groups: std::mem::take(&mut self.groups),
+            certs,
         })
     }
 

@@ -821,6 +821,10 @@ pub struct Settings {
     /// Let upstreams resolve to link-local or cloud metadata addresses
     /// (169.254.0.0/16, fe80::/10). Off by default.
     pub allow_link_local_upstreams: bool,
+    /// Certificate served on the HTTPS listener to clients whose server
+    /// name (SNI) selects no certificate, or who send none. Unset: ppm's
+    /// self-signed fallback, which names no tenant.
+    pub default_certificate_id: Option<Id>,
 }
 
 impl Default for Settings {
@@ -830,6 +834,7 @@ impl Default for Settings {
             trusted_proxies: Vec::new(),
             filters: Vec::new(),
             allow_link_local_upstreams: false,
+            default_certificate_id: None,
         }
     }
 }

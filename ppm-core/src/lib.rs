@@ -45,6 +45,7 @@ pub mod router;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 pub mod upstream;
 pub mod validate;
 

@@ -77,38 +77,10 @@ pub async fn run_request_phase(
     chain.run_request(req, ctx).await
 }
 
-/// A self-signed certificate for `name` (RSA 2048, SHA-256, valid for two
+/// A self-signed certificate for `name` (EC P-256, SHA-256, valid for two
 /// days, `name` as CN and SAN), as `(certificate_pem, private_key_pem)`.
-pub fn self_signed_cert(name: &str) -> Result<(String, String), openssl::error::ErrorStack> {
-    use openssl::asn1::Asn1Time;
-    use openssl::bn::BigNum;
-    use openssl::hash::MessageDigest;
-    use openssl::pkey::PKey;
-    use openssl::rsa::Rsa;
-    use openssl::x509::{extension::SubjectAlternativeName, X509Builder, X509NameBuilder};
-
-    let key = PKey::from_rsa(Rsa::generate(2048)?)?;
-    let mut subject = X509NameBuilder::new()?;
-    subject.append_entry_by_text("CN", name)?;
-    let subject = subject.build();
-    let mut b = X509Builder::new()?;
-    b.set_version(2)?;
-    let serial = BigNum::from_u32(1)?.to_asn1_integer()?;
-    b.set_serial_number(&serial)?;
-    b.set_subject_name(&subject)?;
-    b.set_issuer_name(&subject)?;
-    b.set_pubkey(&key)?;
-    let (not_before, not_after) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(2)?);
-    b.set_not_before(&not_before)?;
-    b.set_not_after(&not_after)?;
-    let san = SubjectAlternativeName::new()
-        .dns(name)
-        .build(&b.x509v3_context(None, None))?;
-    b.append_extension(san)?;
-    b.sign(&key, MessageDigest::sha256())?;
-    let cert = String::from_utf8_lossy(&b.build().to_pem()?).into_owned();
-    let key = String::from_utf8_lossy(&key.private_key_to_pem_pkcs8()?).into_owned();
-    Ok((cert, key))
+pub fn self_signed_cert(name: &str) -> Result<(String, String), crate::tls::CertError> {
+    crate::tls::self_signed(&[name], 2)
 }
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).
@@ -120,6 +92,8 @@ pub fn free_port() -> io::Result<u16> {
 pub struct TestProxy {
     /// The proxy's HTTP listener.
     pub addr: SocketAddr,
+    /// The proxy's HTTPS listener, when started by [`spawn_engine_tls`].
+    pub tls_addr: Option<SocketAddr>,
     /// The engine's handle.
     pub handle: EngineHandle,
     stop: Option<tokio::sync::watch::Sender<bool>>,
@@ -148,6 +122,23 @@ impl ShutdownSignalWatch for StopSignal {
 /// Runs `engine` (proxy and background services) in a Pingora server on a
 /// free 127.0.0.1 port, and waits until it accepts connections.
 pub async fn spawn_engine(engine: &ProxyEngine) -> io::Result<TestProxy> {
+    spawn(engine, None).await
+}
+
+/// Like [`spawn_engine`], plus an HTTPS listener on another free port with
+/// the engine's [`tls_settings`](crate::tls::tls_settings) (certificates
+/// by SNI, `fallback` when none matches).
+pub async fn spawn_engine_tls(
+    engine: &ProxyEngine,
+    fallback: Option<crate::tls::ParsedCertificate>,
+) -> io::Result<TestProxy> {
+    spawn(engine, Some(fallback)).await
+}
+
+async fn spawn(
+    engine: &ProxyEngine,
+    tls: Option<Option<crate::tls::ParsedCertificate>>,
+) -> io::Result<TestProxy> {
     let port = free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let conf = ServerConf {
@@ -160,6 +151,16 @@ pub async fn spawn_engine(engine: &ProxyEngine) -> io::Result<TestProxy> {
     server.bootstrap();
     let mut proxy = engine.http_service(&server.configuration);
     proxy.add_tcp(&addr.to_string());
+    let tls_addr = match tls {
+        Some(fallback) => {
+            let tls_addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+            let settings = crate::tls::tls_settings(engine.handle(), fallback)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            proxy.add_tls_with_settings(&tls_addr.to_string(), None, settings);
+            Some(tls_addr)
+        }
+        None => None,
+    };
     server.add_service(proxy);
     server.add_service(engine.background_service());
     let (tx, rx) = tokio::sync::watch::channel(false);
@@ -172,11 +173,15 @@ pub async fn spawn_engine(engine: &ProxyEngine) -> io::Result<TestProxy> {
         })?;
     let proxy = TestProxy {
         addr,
+        tls_addr,
         handle: engine.handle(),
         stop: Some(tx),
         thread: Some(thread),
     };
     wait_for_listener(addr, Duration::from_secs(10)).await?;
+    if let Some(a) = tls_addr {
+        wait_for_listener(a, Duration::from_secs(10)).await?;
+    }
     Ok(proxy)
 }
 
@@ -271,6 +276,84 @@ pub async fn send(
 ) -> io::Result<TestResponse> {
     let mut stream = TcpStream::connect(addr).await?;
     send_on(&mut stream, method, path, headers, body).await
+}
+
+/// What a TLS client saw in a handshake.
+#[derive(Debug, Clone)]
+pub struct TlsPeer {
+    /// DNS names of the leaf certificate the server sent.
+    pub names: Vec<String>,
+    /// SHA-256 fingerprint of that leaf, lower-case hex.
+    pub fingerprint: String,
+    /// Certificates the server sent, leaf included.
+    pub chain_len: usize,
+    /// The protocol chosen by ALPN, e.g. `h2`.
+    pub alpn: Option<String>,
+    /// The TLS version, e.g. `TLSv1.3`.
+    pub version: String,
+}
+
+/// Opens a TLS connection to `addr` without verifying the server (tests
+/// check what was sent instead), with `server_name` as SNI (none when
+/// `None`), offering `alpn` (e.g. `["h2", "http/1.1"]`) and at most
+/// `max_version` (e.g. `Some(SslVersion::TLS1_2)`).
+pub async fn tls_connect(
+    addr: SocketAddr,
+    server_name: Option<&str>,
+    alpn: &[&str],
+    max_version: Option<openssl::ssl::SslVersion>,
+) -> io::Result<(TlsPeer, tokio_openssl::SslStream<TcpStream>)> {
+    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+    let err = |e: openssl::error::ErrorStack| io::Error::other(e.to_string());
+    let mut b = SslConnector::builder(SslMethod::tls()).map_err(err)?;
+    b.set_verify(SslVerifyMode::NONE);
+    b.set_max_proto_version(max_version).map_err(err)?;
+    if !alpn.is_empty() {
+        let mut wire = Vec::new();
+        for p in alpn {
+            wire.push(p.len() as u8);
+            wire.extend_from_slice(p.as_bytes());
+        }
+        b.set_alpn_protos(&wire).map_err(err)?;
+    }
+    let mut cfg = b.build().configure().map_err(err)?;
+    cfg.set_use_server_name_indication(server_name.is_some());
+    cfg.set_verify_hostname(false);
+    let ssl = cfg.into_ssl(server_name.unwrap_or("")).map_err(err)?;
+    let tcp = TcpStream::connect(addr).await?;
+    let mut stream = tokio_openssl::SslStream::new(ssl, tcp).map_err(err)?;
+    std::pin::Pin::new(&mut stream)
+        .connect()
+        .await
+        .map_err(|e| io::Error::other(format!("TLS handshake failed: {e}")))?;
+    let ssl = stream.ssl();
+    let leaf = ssl
+        .peer_certificate()
+        .ok_or_else(|| io::Error::other("server sent no certificate"))?;
+    let names = leaf
+        .subject_alt_names()
+        .map(|s| {
+            s.iter()
+                .filter_map(|n| n.dnsname().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let fingerprint = leaf
+        .digest(openssl::hash::MessageDigest::sha256())
+        .map_err(err)?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let peer = TlsPeer {
+        names,
+        fingerprint,
+        chain_len: ssl.peer_cert_chain().map_or(1, |c| c.len()),
+        alpn: ssl
+            .selected_alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        version: ssl.version_str().to_string(),
+    };
+    Ok((peer, stream))
 }
 
 /// Like [`send`], on an open stream (plain or TLS).

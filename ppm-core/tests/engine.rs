@@ -692,3 +692,218 @@ async fn store_changes_apply_without_explicit_reload() {
     );
     assert_eq!(proxy.get("late.test", "/").await.unwrap().status, 200);
 }
+
+/// A CA and a leaf it signed for `names`: `(leaf + CA chain PEM, key PEM)`.
+fn ca_signed(names: &[&str]) -> (String, String) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+    use openssl::x509::{X509Builder, X509NameBuilder};
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let ca_key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+    let mut n = X509NameBuilder::new().unwrap();
+    n.append_entry_by_text("CN", "ppm test CA").unwrap();
+    let ca_name = n.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&BigNum::from_u32(7).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&ca_name).unwrap();
+    b.set_issuer_name(&ca_name).unwrap();
+    b.set_pubkey(&ca_key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(10).unwrap())
+        .unwrap();
+    b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+        .unwrap();
+    b.sign(&ca_key, MessageDigest::sha256()).unwrap();
+    let ca = b.build();
+
+    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+    let mut n = X509NameBuilder::new().unwrap();
+    n.append_entry_by_text("CN", names[0]).unwrap();
+    let name = n.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&BigNum::from_u32(8).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&ca_name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(5).unwrap())
+        .unwrap();
+    let mut san = SubjectAlternativeName::new();
+    for n in names {
+        san.dns(n);
+    }
+    let san = san.build(&b.x509v3_context(Some(&ca), None)).unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&ca_key, MessageDigest::sha256()).unwrap();
+    let leaf = b.build();
+    let pem = format!(
+        "{}{}",
+        String::from_utf8(leaf.to_pem().unwrap()).unwrap(),
+        String::from_utf8(ca.to_pem().unwrap()).unwrap()
+    );
+    let key = String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    (pem, key)
+}
+
+fn certificate(id: i64, pem: (String, String)) -> ppm_core::config::Certificate {
+    ppm_core::config::Certificate {
+        id,
+        name: format!("cert {id}"),
+        certificate_pem: pem.0,
+        private_key_pem: pem.1,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_termination_selects_certificates_by_sni() {
+    use ppm_core::testing::{send_on, spawn_engine_tls, tls_connect};
+    use ppm_core::tls::{self_signed, ParsedCertificate};
+    let u = EchoUpstream::start("tls-up").await.unwrap();
+    let mut c = Config::new();
+    c.certificates = vec![
+        certificate(1, ca_signed(&["a.test"])),
+        certificate(2, self_signed(&["b.test"], 5).unwrap()),
+        certificate(3, self_signed(&["c.test"], 5).unwrap()),
+        certificate(4, self_signed(&["*.w.test"], 5).unwrap()),
+    ];
+    let mut a = host(1, &["a.test"], vec![up(&u)]);
+    a.certificate_id = Some(1);
+    let mut b = host(2, &["b.test"], vec![up(&u)]);
+    b.certificate_id = Some(2);
+    b.http2_support = false;
+    let mut cc = host(3, &["c.test"], vec![up(&u)]);
+    cc.certificate_id = Some(3);
+    let mut w = host(4, &["*.w.test"], vec![up(&u)]);
+    w.certificate_id = Some(4);
+    c.proxy_hosts = vec![a, b, cc, w];
+    let store = Arc::new(MemoryStore::new(c));
+    let engine = ProxyEngine::builder()
+        .store(store.clone())
+        .poll_interval(Duration::from_millis(50))
+        .build()
+        .await
+        .unwrap();
+    let (fpem, fkey) = self_signed(&["fallback.invalid"], 5).unwrap();
+    let fallback = ParsedCertificate::from_pem(0, &fpem, &fkey).unwrap();
+    let fallback_fp = fallback.fingerprint().to_string();
+    let proxy = spawn_engine_tls(&engine, Some(fallback)).await.unwrap();
+    let addr = proxy.tls_addr.unwrap();
+    let h2 = ["h2", "http/1.1"];
+
+    let (peer, stream) = tls_connect(addr, Some("a.test"), &h2, None).await.unwrap();
+    assert_eq!(peer.names, ["a.test"]);
+    assert_eq!(peer.chain_len, 2, "the full chain is sent");
+    assert_eq!(peer.alpn.as_deref(), Some("h2"));
+    assert_eq!(peer.version, "TLSv1.3");
+    drop(stream);
+    for (sni, want) in [
+        ("b.test", "b.test"),
+        ("C.TEST", "c.test"),
+        ("x.w.test", "*.w.test"),
+    ] {
+        let (peer, _) = tls_connect(addr, Some(sni), &h2, None).await.unwrap();
+        assert_eq!(peer.names, [want], "{sni}");
+        assert_eq!(peer.chain_len, 1);
+    }
+    // A host with HTTP/2 off negotiates HTTP/1.1.
+    let (peer, _) = tls_connect(addr, Some("b.test"), &h2, None).await.unwrap();
+    assert_eq!(peer.alpn.as_deref(), Some("http/1.1"));
+    // Unknown names and no SNI get the fallback, never a tenant's certificate.
+    for sni in [Some("unknown.test"), Some("y.x.w.test"), None] {
+        let (peer, _) = tls_connect(addr, sni, &h2, None).await.unwrap();
+        assert_eq!(peer.fingerprint, fallback_fp, "{sni:?}");
+    }
+    // TLS 1.2 is accepted, 1.1 refused.
+    let (peer, _) = tls_connect(
+        addr,
+        Some("a.test"),
+        &[],
+        Some(openssl::ssl::SslVersion::TLS1_2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(peer.version, "TLSv1.2");
+    assert!(tls_connect(
+        addr,
+        Some("a.test"),
+        &[],
+        Some(openssl::ssl::SslVersion::TLS1_1)
+    )
+    .await
+    .is_err());
+
+    // Requests over TLS reach the upstream.
+    let (_, mut stream) = tls_connect(addr, Some("c.test"), &["http/1.1"], None)
+        .await
+        .unwrap();
+    let r = send_on(&mut stream, "GET", "/x", &[("host", "c.test")], b"")
+        .await
+        .unwrap();
+    assert_eq!((r.status, upstream_of(&r).as_str()), (200, "tls-up"));
+
+    // A replaced certificate is served from the next handshake, while a
+    // connection opened before the change keeps working.
+    let (old, mut kept) = tls_connect(addr, Some("b.test"), &["http/1.1"], None)
+        .await
+        .unwrap();
+    let renewed = self_signed(&["b.test"], 9).unwrap();
+    store.update(|c| {
+        c.certificates[1].certificate_pem = renewed.0.clone();
+        c.certificates[1].private_key_pem = renewed.1.clone();
+    });
+    let handle = proxy.handle.clone();
+    let fp_now = || async {
+        tls_connect(addr, Some("b.test"), &[], None)
+            .await
+            .unwrap()
+            .0
+            .fingerprint
+    };
+    let target = handle.revision() + 1;
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            handle.revision() >= target
+        })
+        .await
+    );
+    let new_fp = fp_now().await;
+    assert_ne!(new_fp, old.fingerprint);
+    let expected = ppm_core::tls::ParsedCertificate::from_pem(2, &renewed.0, &renewed.1).unwrap();
+    assert_eq!(new_fp, expected.fingerprint());
+    let r = send_on(&mut kept, "GET", "/", &[("host", "b.test")], b"")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+
+    // The configured default replaces the fallback for unknown names.
+    store.update(|c| c.settings.default_certificate_id = Some(3));
+    let target = handle.revision() + 1;
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            handle.revision() >= target
+        })
+        .await
+    );
+    let (peer, _) = tls_connect(addr, None, &[], None).await.unwrap();
+    assert_eq!(peer.names, ["c.test"]);
+
+    // A bad certificate is refused with its field; the old one keeps serving.
+    store.update(|c| c.certificates[0].private_key_pem = renewed.1.clone());
+    let err = handle.reload().await.unwrap_err();
+    let paths: Vec<_> = err.field_errors().iter().map(|e| e.path.clone()).collect();
+    assert_eq!(paths, ["certificates[0].private_key_pem"]);
+    let (peer, _) = tls_connect(addr, Some("a.test"), &[], None).await.unwrap();
+    assert_eq!(peer.names, ["a.test"]);
+}

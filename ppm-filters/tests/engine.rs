@@ -463,102 +463,21 @@ async fn header_rules_and_exploit_blocking() {
     assert_eq!(u.hits(), 1);
 }
 
-/// Runs the engine with a TLS listener (self-signed certificate) and a
-/// plain one.
-struct TlsProxy {
-    plain: SocketAddr,
-    tls: SocketAddr,
-    stop: Option<tokio::sync::watch::Sender<bool>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: std::path::PathBuf,
-}
-
-impl Drop for TlsProxy {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(true);
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let _ = std::fs::remove_dir_all(&self._dir);
-    }
-}
-
-struct Stop(tokio::sync::watch::Receiver<bool>);
-
-#[ppm_core::async_trait]
-impl ppm_core::pingora_core::server::ShutdownSignalWatch for Stop {
-    async fn recv(&self) -> ppm_core::pingora_core::server::ShutdownSignal {
-        let mut rx = self.0.clone();
-        let _ = rx.wait_for(|v| *v).await;
-        ppm_core::pingora_core::server::ShutdownSignal::FastShutdown
-    }
-}
-
-fn self_signed(dir: &std::path::Path) -> (String, String) {
-    let (cert_pem, key_pem) = ppm_core::testing::self_signed_cert("secure.test").unwrap();
-    let cert = dir.join("cert.pem");
-    let keyf = dir.join("key.pem");
-    std::fs::write(&cert, cert_pem).unwrap();
-    std::fs::write(&keyf, key_pem).unwrap();
-    (cert.display().to_string(), keyf.display().to_string())
-}
-
-async fn start_tls(config: Config) -> TlsProxy {
-    use ppm_core::pingora_core::server::{configuration::ServerConf, RunArgs, Server};
-    let dir = std::env::temp_dir().join(format!(
-        "ppm-filters-tls-{}-{}",
-        std::process::id(),
-        ppm_core::testing::free_port().unwrap()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = self_signed(&dir);
+/// Runs the engine with a plain listener and a TLS one whose fallback
+/// certificate (self-signed) serves every name.
+async fn start_tls(config: Config) -> ppm_core::testing::TestProxy {
+    let (cert, key) = ppm_core::testing::self_signed_cert("secure.test").unwrap();
+    let fallback = ppm_core::tls::ParsedCertificate::from_pem(0, &cert, &key).unwrap();
     let e = engine(config, &AcmeTokens::new()).await;
-    let plain: SocketAddr = ([127, 0, 0, 1], ppm_core::testing::free_port().unwrap()).into();
-    let tls: SocketAddr = ([127, 0, 0, 1], ppm_core::testing::free_port().unwrap()).into();
-    let conf = ServerConf {
-        threads: 2,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(1),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
-    let mut svc = e.http_service(&server.configuration);
-    svc.add_tcp(&plain.to_string());
-    svc.add_tls(&tls.to_string(), &cert, &key).unwrap();
-    server.add_service(svc);
-    server.add_service(e.background_service());
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let thread = std::thread::spawn(move || {
-        server.run(RunArgs {
-            shutdown_signal: Box::new(Stop(rx)),
-        })
-    });
-    ppm_core::testing::wait_for_listener(tls, Duration::from_secs(10))
+    ppm_core::testing::spawn_engine_tls(&e, Some(fallback))
         .await
-        .unwrap();
-    ppm_core::testing::wait_for_listener(plain, Duration::from_secs(10))
-        .await
-        .unwrap();
-    TlsProxy {
-        plain,
-        tls,
-        stop: Some(tx),
-        thread: Some(thread),
-        _dir: dir,
-    }
+        .unwrap()
 }
 
 async fn get_tls(addr: SocketAddr, host: &str, path: &str) -> TestResponse {
-    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
-    let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
-    b.set_verify(SslVerifyMode::NONE);
-    let ssl = b.build().configure().unwrap().into_ssl(host).unwrap();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
-    std::pin::Pin::new(&mut s).connect().await.unwrap();
+    let (_, mut s) = ppm_core::testing::tls_connect(addr, Some(host), &[], None)
+        .await
+        .unwrap();
     ppm_core::testing::send_on(&mut s, "GET", path, &[("host", host)], b"")
         .await
         .unwrap()
@@ -579,7 +498,7 @@ async fn hsts_only_over_tls() {
     let p = start_tls(c).await;
 
     let r = send(
-        p.plain,
+        p.addr,
         "POST",
         "/form?a=1",
         &[("host", "secure.test")],
@@ -590,19 +509,19 @@ async fn hsts_only_over_tls() {
     assert_eq!(r.status, 308);
     assert_eq!(r.header("location"), Some("https://secure.test/form?a=1"));
     assert_eq!(r.header("strict-transport-security"), None);
-    let r = send(p.plain, "GET", "/", &[("host", "hsts.test")], b"")
+    let r = send(p.addr, "GET", "/", &[("host", "hsts.test")], b"")
         .await
         .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.header("strict-transport-security"), None);
 
-    let r = get_tls(p.tls, "secure.test", "/").await;
+    let r = get_tls(p.tls_addr.unwrap(), "secure.test", "/").await;
     assert_eq!(r.status, 200);
     assert_eq!(
         r.header("strict-transport-security"),
         Some("max-age=63072000; includeSubDomains")
     );
-    let r = get_tls(p.tls, "hsts.test", "/").await;
+    let r = get_tls(p.tls_addr.unwrap(), "hsts.test", "/").await;
     assert_eq!(
         r.header("strict-transport-security"),
         Some("max-age=63072000")

@@ -63,7 +63,17 @@ pub(super) fn router() -> Router<AppState> {
     let r = crud!(r, Stream);
     let r = crud!(r, AccessList);
     let r = crud!(r, Certificate);
-    r.fallback(not_found)
+    r.fallback(fallback)
+}
+
+/// Unknown paths under `/api` are JSON 404s; every other path is the
+/// dashboard's.
+async fn fallback(req: axum::extract::Request) -> axum::response::Response {
+    let path = req.uri().path();
+    if path == "/api" || path.starts_with("/api/") {
+        return not_found().await.into_response();
+    }
+    crate::dashboard::serve(req.method(), path, req.headers())
 }
 
 async fn not_found() -> ApiError {

@@ -1,0 +1,131 @@
+import { useState } from "react";
+import { api, ApiError } from "../api";
+import { useAuth, useCanWrite } from "../App";
+import { FormError, ListField, SelectField, TextField, Toggle, useForm, type Json } from "../form";
+import type { ProxyHost, Settings } from "../types";
+import { ErrorBanner, Notice, PageHead, Spinner, useLoad } from "../ui";
+
+export function SettingsPage() {
+  const settings = useLoad(() => api.get<Settings>("/api/settings"));
+  if (settings.error) return <ErrorBanner error={settings.error} />;
+  if (!settings.data) return <Spinner />;
+  return <SettingsForm initial={settings.data} />;
+}
+
+function SettingsForm({ initial }: { initial: Settings }) {
+  const form = useForm<Json>(initial);
+  const hosts = useLoad(() => api.get<ProxyHost[]>("/api/proxy-hosts"));
+  const [saved, setSaved] = useState(false);
+  const canWrite = useCanWrite();
+  const behaviour = form.get("default_site.behaviour");
+  const save = async (e: React.FormEvent) => {
+    e.preventDefault();
+    setSaved(false);
+    const r = await form.run(() => api.put<Settings>("/api/settings", form.value));
+    if (r) {
+      form.replace(r);
+      setSaved(true);
+    }
+  };
+  return (
+    <form onSubmit={save} noValidate>
+      <PageHead title="Settings" />
+      {saved && <Notice kind="success">Settings saved; they apply now.</Notice>}
+      <FormError form={form} shown={["default_site", "trusted_proxies", "allow_link_local_upstreams", "filters"]} />
+      <div className="card">
+        <h2>Default site</h2>
+        <p className="muted">What a request gets when its host name matches no host.</p>
+        <SelectField
+          form={form}
+          path="default_site"
+          label="Behaviour"
+          options={[
+            { value: "not_found", label: "404 Not Found" },
+            { value: "redirect", label: "Redirect to a URL" },
+            { value: "host", label: "Serve as a proxy host" },
+          ]}
+          format={(v) => v?.behaviour ?? "not_found"}
+          parse={(s) => (s === "redirect" ? { behaviour: s, url: "" } : s === "host" ? { behaviour: s, host_id: hosts.data?.[0]?.id ?? 0 } : { behaviour: s })}
+        />
+        {behaviour === "redirect" && <TextField form={form} path="default_site.url" label="URL" placeholder="https://example.com/" />}
+        {behaviour === "host" && (
+          <SelectField
+            form={form}
+            path="default_site.host_id"
+            label="Proxy host"
+            options={(hosts.data ?? []).map((h) => ({ value: String(h.id), label: h.domain_names.join(", ") }))}
+            parse={Number}
+          />
+        )}
+      </div>
+      <div className="card">
+        <h2>Proxy</h2>
+        <ListField
+          form={form}
+          path="trusted_proxies"
+          label="Trusted proxies"
+          placeholder="10.0.0.0/8"
+          hint="CIDRs whose X-Forwarded-For is believed (a load balancer or CDN in front of ppm). The client IP is the rightmost address not in this list."
+        />
+        <Toggle form={form} path="allow_link_local_upstreams" label="Allow link-local upstreams (169.254.0.0/16, fe80::/10)" hint="Off by default: those include cloud metadata services." />
+      </div>
+      {canWrite && (
+        <div className="actions sticky">
+          <button className="primary" type="submit" disabled={form.busy}>
+            {form.busy ? "Saving…" : "Save settings"}
+          </button>
+        </div>
+      )}
+    </form>
+  );
+}
+
+export function Account() {
+  const { user, logout } = useAuth();
+  const form = useForm({ current_password: "", new_password: "", confirm: "" });
+  const [done, setDone] = useState(false);
+  const save = async (e: React.FormEvent) => {
+    e.preventDefault();
+    setDone(false);
+    if (form.value.new_password !== form.value.confirm) {
+      form.setError(new ApiError(422, "invalid", "the passwords differ", [{ path: "confirm", message: "does not match the new password" }]));
+      return;
+    }
+    const ok = await form.run(async () => {
+      await api.post("/api/auth/password", { current_password: form.value.current_password, new_password: form.value.new_password });
+      return true;
+    });
+    if (ok) {
+      setDone(true);
+      // The change ends every session of this user, this one included.
+      setTimeout(logout, 1500);
+    }
+  };
+  return (
+    <>
+      <PageHead title="Account" />
+      <div className="card">
+        <p>
+          Signed in as <strong>{user.email}</strong> ({user.role}).
+        </p>
+      </div>
+      <form className="card narrow" onSubmit={save} noValidate>
+        <h2>Change password</h2>
+        {done && (
+          <Notice kind="success">
+            Password changed. Every session is signed out; sign in again with the new password.
+          </Notice>
+        )}
+        <FormError form={form} shown={["current_password", "new_password", "confirm"]} />
+        <TextField form={form} path="current_password" label="Current password" type="password" autoComplete="current-password" />
+        <TextField form={form} path="new_password" label="New password" type="password" autoComplete="new-password" hint="At least 12 characters." />
+        <TextField form={form} path="confirm" label="New password again" type="password" autoComplete="new-password" />
+        <div className="actions left">
+          <button className="primary" type="submit" disabled={form.busy}>
+            {form.busy ? "Saving…" : "Change password"}
+          </button>
+        </div>
+      </form>
+    </>
+  );
+}

@@ -524,7 +524,7 @@ impl CertificateTable {
         let h2 = exact
             .filter(|b| b.hosted)
             .or(wild.filter(|b| b.hosted))
-            .map_or(true, |b| b.h2);
+            .is_none_or(|b| b.h2);
         Selection {
             certificate: cert,
             h2,

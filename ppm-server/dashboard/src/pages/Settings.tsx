@@ -2,7 +2,7 @@ import { useState } from "react";
 import { api, ApiError } from "../api";
 import { useAuth, useCanWrite } from "../App";
 import { FormError, ListField, SelectField, TextField, Toggle, useForm, type Json } from "../form";
-import type { ProxyHost, Settings } from "../types";
+import type { Certificate, ProxyHost, Settings } from "../types";
 import { ErrorBanner, Notice, PageHead, Spinner, useLoad } from "../ui";
 
 export function SettingsPage() {
@@ -15,6 +15,7 @@ export function SettingsPage() {
 function SettingsForm({ initial }: { initial: Settings }) {
   const form = useForm<Json>(initial);
   const hosts = useLoad(() => api.get<ProxyHost[]>("/api/proxy-hosts"));
+  const certs = useLoad(() => api.get<Certificate[]>("/api/certificates"));
   const [saved, setSaved] = useState(false);
   const canWrite = useCanWrite();
   const behaviour = form.get("default_site.behaviour");
@@ -31,7 +32,7 @@ function SettingsForm({ initial }: { initial: Settings }) {
     <form onSubmit={save} noValidate>
       <PageHead title="Settings" />
       {saved && <Notice kind="success">Settings saved; they apply now.</Notice>}
-      <FormError form={form} shown={["default_site", "trusted_proxies", "allow_link_local_upstreams", "filters"]} />
+      <FormError form={form} shown={["default_site", "trusted_proxies", "allow_link_local_upstreams", "default_certificate_id", "filters"]} />
       <div className="card">
         <h2>Default site</h2>
         <p className="muted">What a request gets when its host name matches no host.</p>
@@ -66,6 +67,17 @@ function SettingsForm({ initial }: { initial: Settings }) {
           label="Trusted proxies"
           placeholder="10.0.0.0/8"
           hint="CIDRs whose X-Forwarded-For is believed (a load balancer or CDN in front of ppm). The client IP is the rightmost address not in this list."
+        />
+        <SelectField
+          form={form}
+          path="default_certificate_id"
+          label="Default certificate"
+          hint="For HTTPS clients whose server name selects no certificate. Unset: a self-signed certificate the server generated, which names no site."
+          options={[
+            { value: "", label: "Self-signed fallback" },
+            ...(certs.data ?? []).map((c) => ({ value: String(c.id), label: `${c.name || "certificate " + c.id} — ${c.domain_names.join(", ")}` })),
+          ]}
+          parse={(s) => (s === "" ? null : Number(s))}
         />
         <Toggle form={form} path="allow_link_local_upstreams" label="Allow link-local upstreams (169.254.0.0/16, fe80::/10)" hint="Off by default: those include cloud metadata services." />
       </div>

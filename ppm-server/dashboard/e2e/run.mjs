@@ -418,6 +418,44 @@ await step("overview, and the phone-width layout", async () => {
   await phone.close();
 });
 
+await step("traffic statistics and the access log (when the server has them)", async () => {
+  const paths = JSON.parse((await get(server.apiPort, "/api/openapi.json")).body).paths;
+  const hasStats = "/api/stats/summary" in paths;
+  const hasLogs = "/api/logs/access" in paths;
+  await nav("Overview");
+  await heading("Overview");
+  if (!hasStats) {
+    assert((await page.locator(".traffic").count()) === 0, "no traffic card without the stats API");
+  } else {
+    const chart = page.locator('.traffic figure.chart');
+    await chart.waitFor();
+    // Requests while the page polls: the live chart must rise above zero.
+    const end = Date.now() + 20_000;
+    let max = 0;
+    let sent = 0;
+    while (Date.now() < end && sent < 400) {
+      for (let i = 0; i < 20; i++, sent++) await get(server.httpPort, `/stats/${sent}`, { host: "app.e2e.test" });
+      max = Number(await chart.getAttribute("data-max"));
+      if (max > 0) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert(max > 0, `the requests/s chart moved after ${sent} requests (max ${max})`);
+    await page.locator(".traffic").getByRole("link", { name: "app.e2e.test" }).waitFor();
+    await shot("overview-traffic");
+  }
+  const logLink = page.locator("nav.sidebar").getByRole("link", { name: "Access log", exact: true });
+  if (!hasLogs) {
+    assert((await logLink.count()) === 0, "no access-log page without the logs API");
+  } else {
+    await logLink.click();
+    await heading("Access log");
+    await page.getByLabel("Text").fill("/load/3");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.getByRole("cell", { name: /\/load\/3/ }).first().waitFor();
+    await shot("access-log");
+  }
+});
+
 await step("no errors in the browser console", async () => {
   assert(consoleErrors.length === 0, consoleErrors.join("\n"));
 });

@@ -15,6 +15,29 @@ import { Tokens } from "./pages/Tokens";
 import { AuditLog } from "./pages/AuditLog";
 import { History, ExportImport } from "./pages/History";
 import { SettingsPage, Account } from "./pages/Settings";
+import { AccessLog } from "./pages/Traffic";
+
+/** Optional APIs this server has, from its OpenAPI document. */
+export interface Features {
+  stats: boolean;
+  logs: boolean;
+}
+
+const FeaturesContext = createContext<Features>({ stats: false, logs: false });
+
+export function useFeatures(): Features {
+  return useContext(FeaturesContext);
+}
+
+async function loadFeatures(): Promise<Features> {
+  try {
+    const doc = await api.get<{ paths?: Record<string, unknown> }>("/api/openapi.json");
+    const paths = doc.paths ?? {};
+    return { stats: "/api/stats/summary" in paths, logs: "/api/logs/access" in paths };
+  } catch {
+    return { stats: false, logs: false };
+  }
+}
 
 interface AuthState {
   user: User;
@@ -42,6 +65,7 @@ interface Route {
   nav?: string;
   page: (p: Record<string, string>) => ReactNode;
   admin?: boolean;
+  needs?: keyof Features;
 }
 
 // Pages in navigation order. Pages whose API this server lacks are absent.
@@ -59,6 +83,7 @@ const ROUTES: Route[] = [
   { path: "/certificates", title: "Certificates", nav: "Certificates", page: () => <Certificates /> },
   { path: "/users", title: "Users", nav: "Users & roles", page: () => <Users />, admin: true },
   { path: "/tokens", title: "API tokens", nav: "API tokens", page: () => <Tokens /> },
+  { path: "/access-log", title: "Access log", nav: "Access log", page: () => <AccessLog />, needs: "logs" },
   { path: "/audit-log", title: "Audit log", nav: "Audit log", page: () => <AuditLog /> },
   { path: "/history", title: "Config history", nav: "Config history", page: () => <History /> },
   { path: "/history/:rev", title: "Config history", page: (p) => <History selected={Number(p.rev)} /> },
@@ -70,6 +95,7 @@ const ROUTES: Route[] = [
 export function App() {
   const [user, setUser] = useState<User | null>(null);
   const [checking, setChecking] = useState(true);
+  const [features, setFeatures] = useState<Features>({ stats: false, logs: false });
   const logout = useCallback(() => {
     saveSession(null);
     setUser(null);
@@ -79,6 +105,7 @@ export function App() {
   }, []);
   useEffect(() => {
     setUnauthorizedHandler(logout);
+    loadFeatures().then(setFeatures);
     if (!loadSession()) {
       setChecking(false);
       return;
@@ -92,7 +119,9 @@ export function App() {
   if (!user) return <Login onLogin={setUser} />;
   return (
     <AuthContext.Provider value={{ user, logout, refresh }}>
-      <Shell />
+      <FeaturesContext.Provider value={features}>
+        <Shell />
+      </FeaturesContext.Provider>
     </AuthContext.Provider>
   );
 }
@@ -145,16 +174,18 @@ function Shell() {
   const path = usePath();
   const { user, logout } = useAuth();
   const [menu, setMenu] = useState(false);
+  const features = useFeatures();
   useEffect(() => setMenu(false), [path]);
+  const routes = ROUTES.filter((r) => !r.needs || features[r.needs]);
   let found: { route: Route; params: Record<string, string> } | null = null;
-  for (const route of ROUTES) {
+  for (const route of routes) {
     const params = match(route.path, path);
     if (params) {
       found = { route, params };
       break;
     }
   }
-  const navItems = ROUTES.filter((r) => r.nav && (!r.admin || user.role === "admin"));
+  const navItems = routes.filter((r) => r.nav && (!r.admin || user.role === "admin"));
   const active = (r: Route) => (r.path === "/" ? path === "/" : path === r.path || path.startsWith(r.path + "/"));
   return (
     <div className={"shell" + (menu ? " menu-open" : "")}>

@@ -19,7 +19,7 @@ export function LineChart({ series, height = 160, format = (v: number) => String
   const sy = (y: number) => height - pad.b - (y / y1) * (height - pad.t - pad.b);
   const ticks = [0, y1 / 2, y1];
   return (
-    <figure className="chart" aria-label={label}>
+    <figure className="chart" aria-label={label} data-points={all.length} data-max={Math.max(0, ...ys)}>
       <svg viewBox={`0 0 ${width} ${height}`} preserveAspectRatio="none" role="img" aria-label={label}>
         {ticks.map((t, i) => (
           <g key={i}>

@@ -1,5 +1,7 @@
 import { api } from "../api";
+import { useFeatures } from "../App";
 import { Link } from "../router";
+import { Traffic } from "./Traffic";
 import type { AccessList, Certificate, DeadHost, GroupHealth, ProxyHost, RedirectionHost, RevisionInfo, Stream } from "../types";
 import { Badge, ErrorBanner, PageHead, Spinner, formatTime, useInterval, useLoad } from "../ui";
 
@@ -25,6 +27,7 @@ export function Overview() {
   const ups = useLoad(() => api.get<GroupHealth[]>("/api/upstreams/health"));
   const history = useLoad(() => api.get<RevisionInfo[]>("/api/config/history", { limit: 6 }));
   useInterval(() => ups.reload(), 5000);
+  const features = useFeatures();
   const hostName = (id: number) => counts.data?.proxy.find((h) => h.id === id)?.domain_names[0] ?? `#${id}`;
   const members = (ups.data ?? []).flatMap((g) => g.upstreams);
   const down = members.filter((m) => !m.healthy || m.passive_down).length;
@@ -50,6 +53,7 @@ export function Overview() {
           />
         </div>
       )}
+      {features.stats && <Traffic />}
       <div className="grid2">
         <section className="card">
           <h2>Upstream health</h2>

@@ -26,3 +26,22 @@ describe("proxy host form", () => {
     ]);
   });
 });
+
+import { ratesFrom } from "./Traffic";
+
+describe("live traffic rates", () => {
+  it("are per-second deltas of the counters, never negative after a restart", () => {
+    const s = [
+      { t: 0, requests: 10, errors: 0, bytes: 0 },
+      { t: 2000, requests: 30, errors: 2, bytes: 4096 },
+      { t: 4000, requests: 5, errors: 0, bytes: 0 },
+    ];
+    const r = ratesFrom(s);
+    expect(r.req).toEqual([
+      [2000, 10],
+      [4000, 0],
+    ]);
+    expect(r.err[0]).toEqual([2000, 1]);
+    expect(r.bytes[0]).toEqual([2000, 2048]);
+  });
+});

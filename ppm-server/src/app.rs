@@ -15,6 +15,7 @@ use ppm_core::forwarded::TrustedProxies;
 use ppm_core::pingora_core::server::configuration::ServerConf;
 use ppm_core::pingora_core::server::{RunArgs, Server, ShutdownWatch};
 use ppm_core::pingora_core::services::background::{background_service, BackgroundService};
+use ppm_core::tls::ParsedCertificate;
 use ppm_store::accounts::NewUser;
 use ppm_store::SqliteStore;
 use tower::Service;
@@ -38,6 +39,9 @@ pub struct Prepared {
     pub router: Router,
     /// The API's shared state.
     pub state: api::AppState,
+    /// The HTTPS listener's certificate of last resort (taken by the
+    /// listener that serves it).
+    pub tls_fallback: Option<ParsedCertificate>,
 }
 
 /// Opens the store, creates the first admin if needed, loads the session
@@ -74,6 +78,8 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
         }
     };
 
+    let tls_fallback = tls_fallback(&store).await?;
+
     let engine = ProxyEngine::builder()
         .store(store.clone())
         .registry(ppm_filters::default_registry())
@@ -108,7 +114,37 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
         engine,
         router,
         state,
+        tls_fallback: Some(tls_fallback),
     })
+}
+
+/// The self-signed certificate served to HTTPS clients whose SNI selects
+/// nothing (and no default certificate is set): generated on first run and
+/// kept in the database, so it stays the same across restarts. It names no
+/// tenant.
+async fn tls_fallback(store: &SqliteStore) -> anyhow::Result<ParsedCertificate> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Pair {
+        certificate_pem: String,
+        private_key_pem: String,
+    }
+    let (certificate_pem, private_key_pem) =
+        tokio::task::spawn_blocking(|| ppm_core::tls::self_signed(&["ppm-default.invalid"], 3650))
+            .await
+            .map_err(|e| anyhow!("generating the fallback certificate: {e}"))?
+            .map_err(|e| anyhow!("generating the fallback certificate: {e}"))?;
+    let fresh = serde_json::to_string(&Pair {
+        certificate_pem,
+        private_key_pem,
+    })?;
+    let stored = store
+        .server_secret("tls_fallback_certificate", &fresh)
+        .await
+        .map_err(|e| anyhow!("reading the fallback certificate: {e}"))?;
+    let pair: Pair = serde_json::from_str(&stored)
+        .map_err(|e| anyhow!("the stored fallback certificate is corrupt: {e}"))?;
+    ParsedCertificate::from_pem(0, &pair.certificate_pem, &pair.private_key_pem)
+        .map_err(|e| anyhow!("the stored fallback certificate {e}"))
 }
 
 fn base64_encode(b: &[u8]) -> String {
@@ -175,6 +211,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     // with a clear message instead of a server that serves nothing.
     let api_listener = bind("--api-listen", settings.api_listen)?;
     drop(bind("--http-listen", settings.http_listen)?);
+    drop(bind("--https-listen", settings.https_listen)?);
 
     // Setup runs on its own runtime, kept alive while the server runs: the
     // store's pool and change poller live there.
@@ -184,7 +221,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the setup runtime")?;
-    let prepared = setup.block_on(prepare(&settings))?;
+    let mut prepared = setup.block_on(prepare(&settings))?;
 
     let conf = ServerConf {
         threads: usize::from(settings.threads),
@@ -196,6 +233,9 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     server.bootstrap();
     let mut proxy = prepared.engine.http_service(&server.configuration);
     proxy.add_tcp(&settings.http_listen.to_string());
+    let tls = ppm_core::tls::tls_settings(prepared.engine.handle(), prepared.tls_fallback.take())
+        .map_err(|e| anyhow!("--https-listen {}: {e}", settings.https_listen))?;
+    proxy.add_tls_with_settings(&settings.https_listen.to_string(), None, tls);
     server.add_service(proxy);
     server.add_service(prepared.engine.background_service());
     server.add_service(background_service(
@@ -208,6 +248,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(
         api = %settings.api_listen,
         http = %settings.http_listen,
+        https = %settings.https_listen,
         data_dir = %settings.data_dir.display(),
         revision = prepared.engine.handle().revision(),
         "ppm-server started"

@@ -1142,3 +1142,284 @@ async fn hostile_input_never_gets_a_500() {
         200
     );
 }
+
+/// A key and a certificate for `names` signed by `ca` (self-signed when
+/// `None`), valid from `from` to `to` (unix seconds): `(cert + chain PEM,
+/// key PEM, the signing pair for further leaves)`.
+fn issue(
+    names: &[&str],
+    from: i64,
+    to: i64,
+    ca: Option<&(
+        openssl::x509::X509,
+        openssl::pkey::PKey<openssl::pkey::Private>,
+    )>,
+    is_ca: bool,
+) -> (
+    String,
+    String,
+    (
+        openssl::x509::X509,
+        openssl::pkey::PKey<openssl::pkey::Private>,
+    ),
+) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::{BigNum, MsbOption};
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+    use openssl::x509::{X509Builder, X509NameBuilder};
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+    let mut n = X509NameBuilder::new().unwrap();
+    n.append_entry_by_text("CN", names[0]).unwrap();
+    let name = n.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    let mut serial = BigNum::new().unwrap();
+    serial.rand(64, MsbOption::MAYBE_ZERO, false).unwrap();
+    b.set_serial_number(&serial.to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(ca.map_or(&*name, |c| c.0.subject_name()))
+        .unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::from_unix(from).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::from_unix(to).unwrap()).unwrap();
+    if is_ca {
+        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+            .unwrap();
+    } else {
+        let mut san = SubjectAlternativeName::new();
+        for n in names {
+            san.dns(n);
+        }
+        let ctx = b.x509v3_context(ca.map(|c| &*c.0), None);
+        let san = san.build(&ctx).unwrap();
+        b.append_extension(san).unwrap();
+    }
+    b.sign(ca.map_or(&key, |c| &c.1), MessageDigest::sha256())
+        .unwrap();
+    let cert = b.build();
+    let mut pem = String::from_utf8(cert.to_pem().unwrap()).unwrap();
+    if let Some(c) = ca {
+        pem.push_str(&String::from_utf8(c.0.to_pem().unwrap()).unwrap());
+    }
+    let key_pem = String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    (pem, key_pem, (cert, key))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_upload_details_and_sni() {
+    use ppm_core::testing::{send_on, tls_connect};
+    let ppm = Ppm::start(true).await;
+    let t = ppm.admin_token().await;
+    let tok = Some(t.as_str());
+    let up = EchoUpstream::start("tls-app").await.unwrap();
+    let https: SocketAddr = format!("127.0.0.1:{}", ppm.https_port).parse().unwrap();
+    let day = 86_400;
+    let (_, _, ca) = issue(&["ppm test CA"], now() - day, now() + 30 * day, None, true);
+    let (leaf, key, _) = issue(
+        &["secure.test", "www.secure.test"],
+        now() - day,
+        now() + 20 * day,
+        Some(&ca),
+        false,
+    );
+
+    // Bad uploads: each names its field, nothing is stored.
+    let (_, other_key, _) = issue(&["x.test"], now() - day, now() + day, None, false);
+    let (expired, expired_key, _) =
+        issue(&["old.test"], now() - 10 * day, now() - day, None, false);
+    let (early, early_key, _) = issue(&["early.test"], now() + day, now() + 10 * day, None, false);
+    for (body, field, needle) in [
+        (
+            json!({"source": "upload", "certificate_pem": leaf, "private_key_pem": other_key}),
+            "private_key_pem",
+            "does not match",
+        ),
+        (
+            json!({"source": "upload", "certificate_pem": expired, "private_key_pem": expired_key}),
+            "certificate_pem",
+            "expired",
+        ),
+        (
+            json!({"source": "upload", "certificate_pem": early, "private_key_pem": early_key}),
+            "certificate_pem",
+            "not valid yet",
+        ),
+        (
+            json!({"source": "upload", "certificate_pem": "hello", "private_key_pem": key}),
+            "certificate_pem",
+            "PEM",
+        ),
+        (
+            json!({"source": "upload", "certificate_pem": leaf, "private_key_pem": "nope"}),
+            "private_key_pem",
+            "PEM private key",
+        ),
+    ] {
+        let r = ppm.call("POST", "/api/certificates", tok, Some(body)).await;
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert_eq!(field_paths(&r), [field], "{}", r.text());
+        assert!(r.text().contains(needle), "{}", r.text());
+    }
+    for body in [
+        json!({"certificate_pem": leaf, "private_key_pem": key}),
+        json!({"source": "upload", "certificate_pem": leaf, "private_key_pem": key, "extra": 1}),
+        json!({"source": "carrier-pigeon"}),
+    ] {
+        let r = ppm.call("POST", "/api/certificates", tok, Some(body)).await;
+        assert!((400..500).contains(&r.status), "{}", r.text());
+    }
+    let r = ppm.call("GET", "/api/certificates", tok, None).await;
+    assert_eq!(r.json(), json!([]));
+
+    // A good upload: names from the SANs, details, never the key.
+    let r = ppm
+        .call(
+            "POST",
+            "/api/certificates",
+            tok,
+            Some(json!({"source": "upload", "certificate_pem": leaf, "private_key_pem": key})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(!r.text().contains("PRIVATE KEY"), "{}", r.text());
+    let cert = r.json();
+    let id = cert["id"].as_i64().unwrap();
+    assert_eq!(
+        cert["domain_names"],
+        json!(["secure.test", "www.secure.test"])
+    );
+    assert_eq!(cert["name"], "secure.test");
+    assert_eq!(cert["source"], "upload");
+    assert_eq!(cert["status"], "issued");
+    assert_eq!(cert["issuer"], "CN=ppm test CA");
+    assert_eq!(cert["chain_length"], 1);
+    assert!(
+        (19..=20).contains(&cert["days_left"].as_i64().unwrap()),
+        "{cert}"
+    );
+    let fp = cert["fingerprint_sha256"].as_str().unwrap().to_string();
+
+    // A host using it: SNI selects it (with the chain), unknown names and
+    // no SNI get the self-signed fallback.
+    let mut body = host_body(&["secure.test"], up.port());
+    body["certificate_id"] = json!(id);
+    let r = ppm.call("POST", "/api/proxy-hosts", tok, Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let host_id = r.json()["id"].as_i64().unwrap();
+    let (peer, mut s) = tls_connect(https, Some("secure.test"), &["http/1.1"], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (peer.fingerprint.as_str(), peer.chain_len),
+        (fp.as_str(), 2)
+    );
+    let r = send_on(&mut s, "GET", "/hello", &[("host", "secure.test")], b"")
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.header("x-upstream")), (200, Some("tls-app")));
+    for sni in [Some("unknown.test"), None] {
+        let (peer, _) = tls_connect(https, sni, &[], None).await.unwrap();
+        assert_eq!(peer.names, ["ppm-default.invalid"], "{sni:?}");
+    }
+    let r = ppm
+        .call("GET", &format!("/api/certificates/{id}"), tok, None)
+        .await;
+    assert_eq!(
+        r.json()["used_by"],
+        json!([{"kind": "proxy_host", "id": host_id, "domain_names": ["secure.test"]}])
+    );
+
+    // In use: deleting is a conflict and changes nothing.
+    let r = ppm
+        .call("DELETE", &format!("/api/certificates/{id}"), tok, None)
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+
+    // Replacing the PEMs serves the new certificate on the next handshake.
+    let (renewed, renewed_key, _) = issue(
+        &["secure.test"],
+        now() - day,
+        now() + 60 * day,
+        Some(&ca),
+        false,
+    );
+    let r = ppm
+        .call(
+            "PUT",
+            &format!("/api/certificates/{id}"),
+            tok,
+            Some(json!({"certificate_pem": renewed, "private_key_pem": renewed_key})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let new_fp = r.json()["fingerprint_sha256"].as_str().unwrap().to_string();
+    assert_ne!(new_fp, fp);
+    assert_eq!(r.json()["domain_names"], json!(["secure.test"]));
+    let (peer, _) = tls_connect(https, Some("secure.test"), &[], None)
+        .await
+        .unwrap();
+    assert_eq!(peer.fingerprint, new_fp);
+
+    // The fallback persists across a restart; a default certificate
+    // replaces it for unknown names.
+    let (peer, _) = tls_connect(https, None, &[], None).await.unwrap();
+    let fallback_fp = peer.fingerprint;
+    let mut settings = ppm.call("GET", "/api/settings", tok, None).await.json();
+    settings["default_certificate_id"] = json!(id);
+    let r = ppm
+        .call("PUT", "/api/settings", tok, Some(settings.clone()))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (peer, _) = tls_connect(https, Some("unknown.test"), &[], None)
+        .await
+        .unwrap();
+    assert_eq!(peer.fingerprint, new_fp);
+    settings["default_certificate_id"] = json!(9999);
+    let r = ppm
+        .call("PUT", &"/api/settings".to_string(), tok, Some(settings))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(field_paths(&r), ["default_certificate_id"], "{}", r.text());
+    let r = ppm.call("GET", "/api/certificates", tok, None).await;
+    assert_eq!(r.json()[0]["is_default"], true);
+    assert!(!r.text().contains("PRIVATE KEY"));
+    assert!(r.json()[0]["used_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["kind"] == "settings"));
+
+    let data = ppm.data.clone();
+    let mut ppm = ppm;
+    ppm.signal("TERM");
+    assert!(ppm.wait_exit(Duration::from_secs(15)).is_some());
+    let log = data.parent().unwrap().join("log2");
+    let ppm2 = Ppm::start_in(&data, true, log).await;
+    let https2: SocketAddr = format!("127.0.0.1:{}", ppm2.https_port).parse().unwrap();
+    let t2 = ppm2.admin_token().await;
+    let mut settings = ppm2
+        .call("GET", "/api/settings", Some(&t2), None)
+        .await
+        .json();
+    settings["default_certificate_id"] = Value::Null;
+    let r = ppm2
+        .call("PUT", "/api/settings", Some(&t2), Some(settings))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (peer, _) = tls_connect(https2, None, &[], None).await.unwrap();
+    assert_eq!(peer.fingerprint, fallback_fp);
+}

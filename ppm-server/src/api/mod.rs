@@ -1,6 +1,7 @@
 //! The REST API under `/api`.
 
 pub mod access;
+pub mod certificates;
 pub mod error;
 pub mod openapi;
 mod resources;

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use axum::Json;
-use ppm_core::config::{Certificate, DeadHost, ProxyHost, RedirectionHost, Settings, Stream};
+use ppm_core::config::{DeadHost, ProxyHost, RedirectionHost, Settings, Stream};
 use ppm_core::engine::GroupHealth;
 use ppm_store::accounts::AuditEntry;
 use ppm_store::{ExportDocument, RevisionChanges, RevisionInfo};
@@ -160,6 +160,68 @@ impl Doc {
             (204, None),
         );
     }
+}
+
+fn certificates(d: &mut Doc) {
+    use super::certificates::{CertificateRequest, CertificateUpdate, CertificateView};
+    let view = d.schema::<CertificateView>();
+    let req = d.schema::<CertificateRequest>();
+    let upd = d.schema::<CertificateUpdate>();
+    let list = json!({"type": "array", "items": view.clone()});
+    d.op(
+        "get",
+        "/api/certificates",
+        "certificates",
+        "List certificates with their details (never private keys)",
+        Sec::Bearer,
+        vec![],
+        None,
+        (200, Some(list)),
+    );
+    d.op(
+        "post",
+        "/api/certificates",
+        "certificates",
+        "Upload a certificate (201) or start an ACME order (202)",
+        Sec::Bearer,
+        vec![],
+        Some(req),
+        (201, Some(view.clone())),
+    );
+    d.paths["/api/certificates"]["post"]["responses"]["202"] = json!({
+        "description": "ACME order accepted; poll the certificate for its status",
+        "content": {"application/json": {"schema": view.clone()}}
+    });
+    d.op(
+        "get",
+        "/api/certificates/{id}",
+        "certificates",
+        "Read a certificate: status, error, details, users",
+        Sec::Bearer,
+        vec![id_param("id")],
+        None,
+        (200, Some(view.clone())),
+    );
+    d.op(
+        "put",
+        "/api/certificates/{id}",
+        "certificates",
+        "Rename, or replace an uploaded certificate's PEMs",
+        Sec::Bearer,
+        vec![id_param("id")],
+        Some(upd),
+        (200, Some(view)),
+    );
+    d.op(
+        "delete",
+        "/api/certificates/{id}",
+        "certificates",
+        "Delete a certificate nothing uses",
+        Sec::Bearer,
+        vec![id_param("id")],
+        None,
+        (204, None),
+    );
 }
 
 fn id_param(name: &str) -> Value {
@@ -351,8 +413,7 @@ pub fn document() -> Value {
     d.crud::<Stream>(st, "streams");
     let al = d.schema::<AccessListInput>();
     d.crud::<ppm_core::config::AccessList>(al, "access-lists");
-    let ce = d.schema::<Certificate>();
-    d.crud::<Certificate>(ce, "certificates");
+    certificates(&mut d);
 
     let se = d.schema::<Settings>();
     d.op(

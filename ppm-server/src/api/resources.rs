@@ -423,13 +423,13 @@ pub async fn delete<R: Resource>(
     Ok(StatusCode::NO_CONTENT)
 }
 
-enum Write<R> {
+pub(super) enum Write<R> {
     Create(R),
     Update(R),
     Delete(Id),
 }
 
-async fn write<R: Resource>(
+pub(super) async fn write<R: Resource>(
     state: &AppState,
     auth: &Auth,
     ip: IpAddr,

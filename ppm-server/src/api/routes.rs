@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ppm_core::config::{
-    AccessList, Certificate, Config, DeadHost, Id, ProxyHost, RedirectionHost, Settings, Stream,
+    AccessList, Config, DeadHost, Id, ProxyHost, RedirectionHost, Settings, Stream,
 };
 use ppm_store::accounts::{ApiToken, AuditEntry, NewUser, User};
 use ppm_store::{ConfigWriter, ExportDocument, WriteContext};
@@ -62,7 +62,17 @@ pub(super) fn router() -> Router<AppState> {
     let r = crud!(r, DeadHost);
     let r = crud!(r, Stream);
     let r = crud!(r, AccessList);
-    let r = crud!(r, Certificate);
+    let r = r
+        .route(
+            "/api/certificates",
+            get(super::certificates::list).post(super::certificates::create),
+        )
+        .route(
+            "/api/certificates/{id}",
+            get(super::certificates::get)
+                .put(super::certificates::update)
+                .delete(super::certificates::delete),
+        );
     r.fallback(fallback)
 }
 

@@ -1389,9 +1389,7 @@ async fn certificates_upload_details_and_sni() {
         .unwrap();
     assert_eq!(peer.fingerprint, new_fp);
     settings["default_certificate_id"] = json!(9999);
-    let r = ppm
-        .call("PUT", &"/api/settings".to_string(), tok, Some(settings))
-        .await;
+    let r = ppm.call("PUT", "/api/settings", tok, Some(settings)).await;
     assert_eq!(r.status, 422, "{}", r.text());
     assert_eq!(field_paths(&r), ["default_certificate_id"], "{}", r.text());
     let r = ppm.call("GET", "/api/certificates", tok, None).await;

@@ -8,7 +8,7 @@
 //! - Without npm (or when `npm ci` cannot reach the registry) the build still
 //!   succeeds: the binary then serves a page explaining how to build the
 //!   dashboard, and Cargo prints a warning. `PPM_DASHBOARD=skip` skips the
-//!   dashboard on purpose.
+//!   dashboard on purpose; `NPM` names another npm executable.
 //! - A dashboard whose sources fail to type-check or build fails the build:
 //!   that is a bug to fix, not something to hide.
 
@@ -45,6 +45,7 @@ fn run() -> Result<(), String> {
         println!("cargo::rerun-if-changed=dashboard/{s}");
     }
     println!("cargo::rerun-if-env-changed=PPM_DASHBOARD");
+    println!("cargo::rerun-if-env-changed=NPM");
 
     let dist = out.join("dashboard-dist");
     let built = if env::var("PPM_DASHBOARD").as_deref() == Ok("skip") {

@@ -440,6 +440,7 @@ await step("traffic statistics and the access log (when the server has them)", a
       await new Promise((r) => setTimeout(r, 250));
     }
     assert(max > 0, `the requests/s chart moved after ${sent} requests (max ${max})`);
+    await waitUntil("a second chart point", async () => Number(await chart.getAttribute("data-points")) >= 4, 10_000);
     await page.locator(".traffic").getByRole("link", { name: "app.e2e.test" }).waitFor();
     await shot("overview-traffic");
   }

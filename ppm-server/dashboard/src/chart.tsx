@@ -42,6 +42,11 @@ export function LineChart({ series, height = 160, format = (v: number) => String
             />
           ),
         )}
+        {series.map((s) => {
+          // The newest value, as a dot (also what shows a one-point series).
+          const last = s.points[s.points.length - 1];
+          return last ? <circle key={s.name + "-last"} cx={sx(last[0])} cy={sy(last[1])} r={3} fill={s.color} /> : null;
+        })}
       </svg>
       <figcaption>
         {series.map((s) => (

@@ -76,8 +76,17 @@ export interface Certificate {
   name: string;
   source: "upload" | "acme";
   domain_names: string[];
+  status?: "pending" | "validating" | "issued" | "failed";
+  error?: string | null;
+  issuer?: string | null;
+  subject?: string | null;
+  not_before?: number | null;
+  not_after?: number | null;
+  days_left?: number | null;
+  chain_length?: number | null;
   certificate_pem: string;
-  private_key_pem: string;
+  is_default?: boolean;
+  used_by?: { kind: string; id: Id; domain_names: string[] }[];
 }
 
 export interface User {

@@ -2,6 +2,7 @@ import { api } from "../api";
 import { useFeatures } from "../App";
 import { Link } from "../router";
 import { Traffic } from "./Traffic";
+import { Expiry } from "./Certificates";
 import type { AccessList, Certificate, DeadHost, GroupHealth, ProxyHost, RedirectionHost, RevisionInfo, Stream } from "../types";
 import { Badge, ErrorBanner, PageHead, Spinner, formatTime, useInterval, useLoad } from "../ui";
 
@@ -96,6 +97,25 @@ export function Overview() {
               </tbody>
             </table>
           )}
+        </section>
+        <section className="card">
+          <h2>Certificates expiring soon</h2>
+          {(() => {
+            const soon = (counts.data?.certs ?? [])
+              .filter((c) => c.status === "failed" || (c.days_left != null && c.days_left <= 30))
+              .sort((a, b) => (a.days_left ?? -1) - (b.days_left ?? -1));
+            return soon.length === 0 ? (
+              <p className="muted">{counts.data?.certs.length ? "None expires within 30 days." : "No certificates."}</p>
+            ) : (
+              <ul className="recent">
+                {soon.map((c) => (
+                  <li key={c.id}>
+                    <Link href="/certificates">{c.name}</Link> <Expiry c={c} />
+                  </li>
+                ))}
+              </ul>
+            );
+          })()}
         </section>
         <section className="card">
           <h2>Recent changes</h2>

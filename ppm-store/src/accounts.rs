@@ -5,6 +5,7 @@
 //! Timestamps are unix milliseconds. Passwords and tokens are stored only as
 //! hashes computed by the caller.
 
+use async_trait::async_trait;
 use ppm_core::config::Id;
 use serde::{Deserialize, Serialize};
 
@@ -138,7 +139,7 @@ impl AuditEntry {
     }
 }
 
-type TokenRow = (
+pub(crate) type TokenRow = (
     i64,
     i64,
     String,
@@ -149,7 +150,7 @@ type TokenRow = (
     Option<i64>,
 );
 
-fn token_from_row(r: TokenRow) -> Result<ApiToken, WriteError> {
+pub(crate) fn token_from_row(r: TokenRow) -> Result<ApiToken, WriteError> {
     Ok(ApiToken {
         id: r.0,
         user_id: r.1,
@@ -163,7 +164,7 @@ fn token_from_row(r: TokenRow) -> Result<ApiToken, WriteError> {
     })
 }
 
-type AuditRow = (
+pub(crate) type AuditRow = (
     i64,
     i64,
     Option<i64>,
@@ -176,7 +177,7 @@ type AuditRow = (
     Option<String>,
 );
 
-fn audit_from_row(r: AuditRow) -> Result<AuditEntry, WriteError> {
+pub(crate) fn audit_from_row(r: AuditRow) -> Result<AuditEntry, WriteError> {
     let json = |s: Option<String>| -> Result<Option<serde_json::Value>, WriteError> {
         s.map(|s| serde_json::from_str(&s))
             .transpose()
@@ -196,9 +197,131 @@ fn audit_from_row(r: AuditRow) -> Result<AuditEntry, WriteError> {
     })
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
+
+/// Users, API tokens, the audit log and server secrets, as every backend
+/// stores them. The methods behave as [`SqliteStore`]'s inherent methods of
+/// the same names, which document them.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Creates a user; a field error on `email` when it is taken.
+    async fn create_user(&self, user: NewUser) -> Result<User, WriteError>;
+    /// Reads a user.
+    async fn get_user(&self, id: Id) -> Result<User, WriteError>;
+    /// Finds a user by email (case-insensitively).
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, WriteError>;
+    /// Every user, by id.
+    async fn list_users(&self) -> Result<Vec<User>, WriteError>;
+    /// Saves a user's email, name, role and disabled flag.
+    async fn update_user(&self, user: &User) -> Result<User, WriteError>;
+    /// Sets a user's password hash and `password_changed_at`.
+    async fn set_user_password(&self, id: Id, password_hash: &str) -> Result<(), WriteError>;
+    /// Deletes a user and their tokens.
+    async fn delete_user(&self, id: Id) -> Result<(), WriteError>;
+    /// Stores a new token for `user_id`.
+    async fn create_api_token(
+        &self,
+        user_id: Id,
+        name: &str,
+        token_hash: &str,
+        scopes: &[String],
+    ) -> Result<ApiToken, WriteError>;
+    /// Finds a token by its hash (revoked tokens included).
+    async fn find_api_token(&self, token_hash: &str) -> Result<Option<ApiToken>, WriteError>;
+    /// A user's tokens, by id.
+    async fn list_api_tokens(&self, user_id: Id) -> Result<Vec<ApiToken>, WriteError>;
+    /// Records that a token was used now.
+    async fn touch_api_token(&self, id: Id) -> Result<(), WriteError>;
+    /// Revokes a token.
+    async fn revoke_api_token(&self, id: Id) -> Result<(), WriteError>;
+    /// Appends an audit entry and returns it with its id.
+    async fn append_audit(&self, entry: AuditEntry) -> Result<AuditEntry, WriteError>;
+    /// Audit entries, newest first, with ids below `before_id` when given.
+    async fn list_audit(
+        &self,
+        before_id: Option<Id>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, WriteError>;
+    /// A server-wide secret by name, created from `init` on first use.
+    async fn server_secret(&self, name: &str, init: &str) -> Result<String, WriteError>;
+}
+
+/// Implements [`AccountStore`] by calling a store's inherent methods.
+macro_rules! delegate_accounts {
+    ($store:ty) => {
+        #[async_trait]
+        impl AccountStore for $store {
+            async fn create_user(&self, user: NewUser) -> Result<User, WriteError> {
+                <$store>::create_user(self, user).await
+            }
+            async fn get_user(&self, id: Id) -> Result<User, WriteError> {
+                <$store>::get_user(self, id).await
+            }
+            async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, WriteError> {
+                <$store>::find_user_by_email(self, email).await
+            }
+            async fn list_users(&self) -> Result<Vec<User>, WriteError> {
+                <$store>::list_users(self).await
+            }
+            async fn update_user(&self, user: &User) -> Result<User, WriteError> {
+                <$store>::update_user(self, user).await
+            }
+            async fn set_user_password(
+                &self,
+                id: Id,
+                password_hash: &str,
+            ) -> Result<(), WriteError> {
+                <$store>::set_user_password(self, id, password_hash).await
+            }
+            async fn delete_user(&self, id: Id) -> Result<(), WriteError> {
+                <$store>::delete_user(self, id).await
+            }
+            async fn create_api_token(
+                &self,
+                user_id: Id,
+                name: &str,
+                token_hash: &str,
+                scopes: &[String],
+            ) -> Result<ApiToken, WriteError> {
+                <$store>::create_api_token(self, user_id, name, token_hash, scopes).await
+            }
+            async fn find_api_token(
+                &self,
+                token_hash: &str,
+            ) -> Result<Option<ApiToken>, WriteError> {
+                <$store>::find_api_token(self, token_hash).await
+            }
+            async fn list_api_tokens(&self, user_id: Id) -> Result<Vec<ApiToken>, WriteError> {
+                <$store>::list_api_tokens(self, user_id).await
+            }
+            async fn touch_api_token(&self, id: Id) -> Result<(), WriteError> {
+                <$store>::touch_api_token(self, id).await
+            }
+            async fn revoke_api_token(&self, id: Id) -> Result<(), WriteError> {
+                <$store>::revoke_api_token(self, id).await
+            }
+            async fn append_audit(&self, entry: AuditEntry) -> Result<AuditEntry, WriteError> {
+                <$store>::append_audit(self, entry).await
+            }
+            async fn list_audit(
+                &self,
+                before_id: Option<Id>,
+                limit: u32,
+            ) -> Result<Vec<AuditEntry>, WriteError> {
+                <$store>::list_audit(self, before_id, limit).await
+            }
+            async fn server_secret(&self, name: &str, init: &str) -> Result<String, WriteError> {
+                <$store>::server_secret(self, name, init).await
+            }
+        }
+    };
+}
+
+delegate_accounts!(SqliteStore);
+#[cfg(feature = "postgres")]
+delegate_accounts!(crate::postgres::PostgresStore);
 
 impl SqliteStore {
     /// Creates a user. Fails with a field error on `email` when it is taken.

@@ -11,14 +11,15 @@ use crate::model::EntityKind;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
-    /// The file was written by a newer ppm: its schema has migrations this
-    /// build does not know, so this build must not touch it.
+    /// The database was written by a newer ppm: its schema has migrations
+    /// this build does not know, so this build must not touch it.
     #[error(
         "database {path} has schema version {found}, newer than the newest this build knows ({supported}); \
          upgrade ppm or restore a backup"
     )]
     NewerSchema {
-        /// The database file.
+        /// The database file, or for PostgreSQL the URL without its
+        /// password (and the schema).
         path: PathBuf,
         /// The newest migration applied to the file.
         found: i64,
@@ -28,7 +29,8 @@ pub enum OpenError {
     /// The file could not be opened or created.
     #[error("opening the database {path} failed")]
     Open {
-        /// The database file.
+        /// The database file, or for PostgreSQL the URL without its
+        /// password (and the schema).
         path: PathBuf,
         /// The driver's error.
         #[source]
@@ -37,7 +39,8 @@ pub enum OpenError {
     /// Applying the embedded migrations failed.
     #[error("migrating the database {path} failed")]
     Migrate {
-        /// The database file.
+        /// The database file, or for PostgreSQL the URL without its
+        /// password (and the schema).
         path: PathBuf,
         /// The migrator's error.
         #[source]
@@ -79,6 +82,10 @@ pub enum WriteError {
     /// An import document has the wrong format or an unsupported version.
     #[error("unsupported import document: {0}")]
     Format(String),
+    /// The backend is unreachable for now (a database server down or out of
+    /// connections); nothing was written and the write can be retried.
+    #[error("config store is unavailable: {0}")]
+    Unavailable(String),
     /// The backend failed (I/O, database).
     #[error("config store backend failed")]
     Backend(#[source] BoxError),
@@ -104,7 +111,12 @@ impl WriteError {
 
 impl From<sqlx::Error> for WriteError {
     fn from(e: sqlx::Error) -> Self {
-        WriteError::Backend(Box::new(e))
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                WriteError::Unavailable(format!("the database is unreachable: {e}"))
+            }
+            e => WriteError::Backend(Box::new(e)),
+        }
     }
 }
 
@@ -112,6 +124,7 @@ impl From<StoreError> for WriteError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Corrupt(m) => WriteError::Corrupt(m),
+            StoreError::Unavailable(m) => WriteError::Unavailable(m),
             other => WriteError::Backend(Box::new(other)),
         }
     }

@@ -17,6 +17,12 @@
 //! - control-plane records for the server: [`accounts`] (users, API tokens,
 //!   audit log), which do not change the config revision.
 //!
+//! With the `postgres` feature, `PostgresStore` implements the same traits
+//! with the same semantics on PostgreSQL, for several nodes sharing one
+//! config (writes serialised on the revision row, revisions announced by
+//! `LISTEN`/`NOTIFY`), and [`AnyStore`] opens the backend a database URL
+//! names.
+//!
 //! ```
 //! use ppm_core::config::{ProxyHost, Upstream};
 //! use ppm_core::store::ConfigStore;
@@ -67,15 +73,22 @@
 #![deny(missing_docs)]
 
 pub mod accounts;
+mod any;
 mod error;
 mod model;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 mod writer;
 
+pub use accounts::AccountStore;
+pub use any::{AnyStore, DatabaseUrl};
 pub use error::{OpenError, WriteError};
 pub use model::{
     remove_from, strip_secrets, Change, Committed, Entity, EntityKind, ExportDocument,
     RevisionChanges, RevisionInfo, WriteContext, EXPORT_FORMAT, EXPORT_VERSION,
 };
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::{SqliteOptions, SqliteStore, DB_FILE_NAME};
 pub use writer::{keep_secrets, ConfigWriter, ConfigWriterExt};

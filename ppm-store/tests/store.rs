@@ -1,5 +1,9 @@
-//! Integration tests of `SqliteStore`. Each test opens a fresh database in
-//! its own temporary directory.
+//! Integration tests of the config stores. The shared suite runs against
+//! every backend: `on_sqlite::*` on a fresh SQLite file in a temporary
+//! directory, `on_postgres::*` in a fresh schema of the PostgreSQL database
+//! named by `PPM_TEST_POSTGRES_URL` (dropped after the test; without the
+//! variable those tests say they are skipped and pass). Backend-specific
+//! tests follow the suite.
 
 // Helpers outside `#[test]` functions are test code too; building fixtures
 // field by field reads better than one large initializer.
@@ -10,16 +14,19 @@
     clippy::field_reassign_with_default
 )]
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use ppm_core::config::*;
 use ppm_core::store::ConfigStore;
 use ppm_store::accounts::{AuditEntry, NewUser};
 use ppm_store::{
-    ConfigWriter, ConfigWriterExt, EntityKind, ExportDocument, OpenError, SqliteOptions,
-    SqliteStore, WriteContext, WriteError,
+    AccountStore, ConfigWriter, ConfigWriterExt, EntityKind, ExportDocument, OpenError,
+    PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, WriteContext, WriteError,
 };
 use serde_json::json;
 
@@ -32,6 +39,186 @@ async fn fresh() -> (tempfile::TempDir, SqliteStore) {
     let store = SqliteStore::open_dir(dir.path()).await.unwrap();
     (dir, store)
 }
+
+/// A database backend the shared suite runs against.
+#[async_trait]
+trait Backend: Send + Sync + 'static {
+    type Store: ConfigWriter + AccountStore + Clone + Send + Sync + 'static;
+    /// A new, empty store, removed by [`cleanup`](Self::cleanup).
+    async fn fresh(&self) -> Self::Store;
+    /// A second store on the same database as `store`, as another process
+    /// or node opens it.
+    async fn peer(&self, store: &Self::Store) -> Self::Store;
+    /// Removes every database this backend created.
+    async fn cleanup(&self);
+}
+
+#[derive(Default)]
+struct Sqlite {
+    dirs: Mutex<Vec<tempfile::TempDir>>,
+}
+
+#[async_trait]
+impl Backend for Sqlite {
+    type Store = SqliteStore;
+    async fn fresh(&self) -> SqliteStore {
+        let (dir, store) = fresh().await;
+        self.dirs.lock().unwrap().push(dir);
+        store
+    }
+    async fn peer(&self, store: &SqliteStore) -> SqliteStore {
+        let opts = SqliteOptions::new().poll_interval(Some(Duration::from_millis(50)));
+        SqliteStore::open_with(store.path(), opts).await.unwrap()
+    }
+    async fn cleanup(&self) {}
+}
+
+const PG_ENV: &str = "PPM_TEST_POSTGRES_URL";
+
+/// Fresh schemas in the test PostgreSQL database.
+struct Postgres {
+    url: String,
+    stores: Mutex<Vec<PostgresStore>>,
+}
+
+impl Postgres {
+    /// The backend, or `None` (after saying why) when no server is configured.
+    fn from_env(test: &str) -> Option<Self> {
+        match std::env::var(PG_ENV) {
+            Ok(url) if !url.is_empty() => Some(Postgres {
+                url,
+                stores: Mutex::new(Vec::new()),
+            }),
+            _ => {
+                eprintln!(
+                    "skipped {test}: {PG_ENV} is not set, so there is no PostgreSQL server to \
+                     test against (.ci/run sets it to postgres://postgres@127.0.0.1:5432/test)"
+                );
+                None
+            }
+        }
+    }
+
+    fn options(schema: &str) -> PostgresOptions {
+        PostgresOptions::new()
+            .schema(Some(schema.to_owned()))
+            .poll_interval(Duration::from_millis(50))
+    }
+
+    async fn open_schema(&self, schema: &str) -> PostgresStore {
+        let store = PostgresStore::open_with(&self.url, Self::options(schema))
+            .await
+            .unwrap();
+        self.stores.lock().unwrap().push(store.clone());
+        store
+    }
+}
+
+/// A schema name unique to this test run.
+fn unique_schema() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "ppm_test_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[async_trait]
+impl Backend for Postgres {
+    type Store = PostgresStore;
+    async fn fresh(&self) -> PostgresStore {
+        self.open_schema(&unique_schema()).await
+    }
+    async fn peer(&self, store: &PostgresStore) -> PostgresStore {
+        self.open_schema(store.schema().unwrap()).await
+    }
+    async fn cleanup(&self) {
+        let stores: Vec<PostgresStore> = std::mem::take(&mut *self.stores.lock().unwrap());
+        let mut schemas: Vec<String> = stores
+            .iter()
+            .filter_map(|s| s.schema().map(str::to_owned))
+            .collect();
+        schemas.sort();
+        schemas.dedup();
+        for s in &stores {
+            s.close().await;
+        }
+        if schemas.is_empty() {
+            return;
+        }
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        for schema in schemas {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+            )))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        conn.close().await.unwrap();
+    }
+}
+
+/// Runs one test of the suite on `backend`, then removes its databases,
+/// also when the test fails.
+async fn run<B, F, Fut>(backend: B, test: F)
+where
+    B: Backend,
+    F: FnOnce(Arc<B>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let backend = Arc::new(backend);
+    let result = tokio::spawn(test(backend.clone())).await;
+    backend.cleanup().await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Declares each suite test once per backend.
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::run(super::Sqlite::default(), super::$name).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(pg) = super::Postgres::from_env(stringify!($name)) {
+                        super::run(pg, super::$name).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    crud_round_trips_every_entity_exactly,
+    settings_round_trip,
+    conflicts_and_references_name_the_field,
+    replace_all_checks_the_whole_config,
+    export_import_reproduces_the_snapshot,
+    rollback_restores_earlier_snapshots_exactly,
+    watch_fires_after_commit,
+    two_stores_on_one_database_converge,
+    users_tokens_and_audit,
+    loads_many_hosts_with_few_queries,
+    engine_runs_from_the_store,
+);
 
 /// A 253-character name: 3 labels of 63, one of 61 (63*3 + 61 + 3 dots).
 fn longest_name(tag: char) -> String {
@@ -227,7 +414,7 @@ fn full_stream(port: u16, protocol: StreamProtocol, acl: Option<Id>, cert: Optio
 }
 
 /// Creates one entity of every kind, fully populated.
-async fn populate(store: &SqliteStore) -> Config {
+async fn populate(store: &impl ConfigWriter) -> Config {
     let acl = store
         .create_access_list(&ctx(), full_acl())
         .await
@@ -282,9 +469,8 @@ async fn populate(store: &SqliteStore) -> Config {
     store.load().await.unwrap().config
 }
 
-#[tokio::test]
-async fn crud_round_trips_every_entity_exactly() {
-    let (_dir, store) = fresh().await;
+async fn crud_round_trips_every_entity_exactly<B: Backend>(b: Arc<B>) {
+    let store = b.fresh().await;
     assert_eq!(store.load().await.unwrap().revision, 0);
 
     let acl_in = full_acl();
@@ -481,9 +667,8 @@ async fn crud_round_trips_every_entity_exactly() {
     assert!(again.value.id > other.id);
 }
 
-#[tokio::test]
-async fn settings_round_trip() {
-    let (_dir, store) = fresh().await;
+async fn settings_round_trip<B: Backend>(b: Arc<B>) {
+    let store = b.fresh().await;
     let config = populate(&store).await;
     assert_eq!(
         config.settings.trusted_proxies,
@@ -508,9 +693,8 @@ async fn settings_round_trip() {
     );
 }
 
-#[tokio::test]
-async fn conflicts_and_references_name_the_field() {
-    let (_dir, store) = fresh().await;
+async fn conflicts_and_references_name_the_field<B: Backend>(b: Arc<B>) {
+    let store = b.fresh().await;
     let up = || vec![Upstream::new("127.0.0.1", 80)];
     let h = store
         .create_proxy_host(&ctx(), ProxyHost::new(["a.test", "b.test"], up()))
@@ -673,9 +857,8 @@ async fn conflicts_and_references_name_the_field() {
     assert!(store.revision().await.unwrap() > before);
 }
 
-#[tokio::test]
-async fn replace_all_checks_the_whole_config() {
-    let (_dir, store) = fresh().await;
+async fn replace_all_checks_the_whole_config<B: Backend>(b: Arc<B>) {
+    let store = b.fresh().await;
     let mut c = Config::new();
     let mut a = ProxyHost::new(["a.test"], vec![]);
     a.id = 5;
@@ -710,9 +893,8 @@ async fn replace_all_checks_the_whole_config() {
     assert_eq!(store.revision().await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn export_import_reproduces_the_snapshot() {
-    let (_dir, store) = fresh().await;
+async fn export_import_reproduces_the_snapshot<B: Backend>(b: Arc<B>) {
+    let store = b.fresh().await;
     let config = populate(&store).await;
 
     let doc = store.export(true).await.unwrap();
@@ -721,7 +903,7 @@ async fn export_import_reproduces_the_snapshot() {
     assert_eq!(doc.revision, store.revision().await.unwrap());
     let text = doc.to_json().unwrap();
 
-    let (_dir2, empty) = fresh().await;
+    let empty = b.fresh().await;
     let parsed = ExportDocument::from_json(&text).unwrap();
     let imported = empty
         .import(&WriteContext::new("import"), parsed)
@@ -761,9 +943,8 @@ async fn export_import_reproduces_the_snapshot() {
     }
 }
 
-#[tokio::test]
-async fn rollback_restores_earlier_snapshots_exactly() {
-    let (_dir, store) = fresh().await;
+async fn rollback_restores_earlier_snapshots_exactly<B: Backend>(b: Arc<B>) {
+    let store = b.fresh().await;
     let mut seen = vec![(0, Config::new())];
     populate(&store).await;
     seen.push((
@@ -817,9 +998,8 @@ async fn rollback_restores_earlier_snapshots_exactly() {
     ));
 }
 
-#[tokio::test]
-async fn watch_fires_after_commit() {
-    let (_dir, store) = fresh().await;
+async fn watch_fires_after_commit<B: Backend>(b: Arc<B>) {
+    let store = b.fresh().await;
     let mut signal = store.watch().unwrap();
     let c = store
         .create_proxy_host(&ctx(), ProxyHost::new(["w.example"], vec![]))
@@ -833,13 +1013,10 @@ async fn watch_fires_after_commit() {
     assert_eq!(store.load().await.unwrap().revision, rev);
 }
 
-#[tokio::test]
-async fn two_stores_on_one_file_converge() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("shared.db");
-    let opts = SqliteOptions::new().poll_interval(Some(Duration::from_millis(50)));
-    let a = SqliteStore::open_with(&path, opts.clone()).await.unwrap();
-    let b = SqliteStore::open_with(&path, opts).await.unwrap();
+async fn two_stores_on_one_database_converge<B: Backend>(b: Arc<B>) {
+    let a = b.fresh().await;
+    let second = b.peer(&a).await;
+    let b = second;
     let mut signal = b.watch().unwrap();
 
     populate(&a).await;
@@ -916,9 +1093,8 @@ async fn backup_is_a_consistent_copy() {
     assert_eq!(copy.load().await.unwrap(), store.load().await.unwrap());
 }
 
-#[tokio::test]
-async fn users_tokens_and_audit() {
-    let (_dir, store) = fresh().await;
+async fn users_tokens_and_audit<B: Backend>(b: Arc<B>) {
+    let store = b.fresh().await;
     let u = store
         .create_user(NewUser::new(
             "Admin@Example.com",
@@ -998,9 +1174,8 @@ async fn users_tokens_and_audit() {
     assert_eq!(store.revision().await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn loads_many_hosts_with_few_queries() {
-    let (_dir, store) = fresh().await;
+async fn loads_many_hosts_with_few_queries<B: Backend>(b: Arc<B>) {
+    let store = b.fresh().await;
     // PPM_STORE_LOAD_HOSTS=10000 with --release checks the load budget.
     let n: i64 = std::env::var("PPM_STORE_LOAD_HOSTS")
         .ok()
@@ -1111,13 +1286,11 @@ async fn sigkill_mid_write_keeps_the_database_sound() {
     );
 }
 
-#[tokio::test]
-async fn engine_runs_from_a_sqlite_store() {
+async fn engine_runs_from_the_store<B: Backend>(b: Arc<B>) {
     use ppm_core::engine::ProxyEngine;
     use ppm_core::filter::RouteKind;
-    use std::sync::Arc;
 
-    let (_dir, store) = fresh().await;
+    let store = b.fresh().await;
     let store = Arc::new(store);
     let engine = ProxyEngine::builder()
         .store(store.clone())
@@ -1159,4 +1332,162 @@ async fn engine_runs_from_a_sqlite_store() {
     );
     let _ = stop.send(());
     background.await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_newer_schema_is_refused() {
+    let Some(pg) = Postgres::from_env("postgres_newer_schema_is_refused") else {
+        return;
+    };
+    run(pg, |pg: Arc<Postgres>| async move {
+        let store = pg.fresh().await;
+        let schema = store.schema().unwrap().to_owned();
+        assert_eq!(
+            store.schema_version().await.unwrap(),
+            PostgresStore::supported_schema_version()
+        );
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (99990001, 'from the future', TRUE, '\\x00', 0)",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let err = PostgresStore::open_with(&pg.url, Postgres::options(&schema))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                OpenError::NewerSchema {
+                    found: 99990001,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("99990001"), "{msg}");
+        assert!(msg.contains(&schema), "{msg}");
+        assert!(
+            msg.contains(&PostgresStore::supported_schema_version().to_string()),
+            "{msg}"
+        );
+        assert!(!msg.contains("password"), "{msg}");
+    })
+    .await;
+}
+
+/// A store whose notification connection is cut keeps converging: it polls
+/// while the connection is down, and reads the revision when it is back.
+#[tokio::test]
+async fn postgres_lost_notifications_are_caught_up() {
+    let Some(pg) = Postgres::from_env("postgres_lost_notifications_are_caught_up") else {
+        return;
+    };
+    run(pg, |pg: Arc<Postgres>| async move {
+        let a = pg.fresh().await;
+        let b = pg.peer(&a).await;
+        let schema = a.schema().unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(a.is_listening() && b.is_listening()) {
+            assert!(Instant::now() < deadline, "the stores never listened");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A notification reaches the other store.
+        let mut signal = b.watch().unwrap();
+        let c = a
+            .create_proxy_host(&ctx(), ProxyHost::new(["n1.example"], vec![]))
+            .await
+            .unwrap();
+        let rev = tokio::time::timeout(Duration::from_secs(5), signal.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rev, c.revision);
+
+        // Cut both stores' listening connections, write, and watch the
+        // other store converge anyway.
+        let cut: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        )
+        .bind(format!("ppm listen {schema}"))
+        .fetch_all(a.pool())
+        .await
+        .unwrap();
+        assert_eq!(cut.len(), 2, "two listening connections");
+        let mut last = 0;
+        for i in 0..5 {
+            last = a
+                .create_proxy_host(&ctx(), ProxyHost::new([format!("m{i}.example")], vec![]))
+                .await
+                .unwrap()
+                .revision;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let rev = tokio::time::timeout(left, signal.changed())
+                .await
+                .expect("the cut store caught up in time")
+                .unwrap();
+            if rev >= last {
+                break;
+            }
+        }
+        assert_eq!(b.load().await.unwrap(), a.load().await.unwrap());
+        // And it listens again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !b.is_listening() {
+            assert!(Instant::now() < deadline, "the store did not listen again");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+/// Writes from two stores at once are serialised: every write gets its own
+/// revision and the history has no gaps.
+#[tokio::test]
+async fn postgres_concurrent_writers_serialise() {
+    let Some(pg) = Postgres::from_env("postgres_concurrent_writers_serialise") else {
+        return;
+    };
+    run(pg, |pg: Arc<Postgres>| async move {
+        let a = pg.fresh().await;
+        let b = pg.peer(&a).await;
+        let mut tasks = Vec::new();
+        for (n, store) in [a.clone(), b.clone()].into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                let mut revs = Vec::new();
+                for i in 0..20 {
+                    let h = ProxyHost::new([format!("s{n}-{i}.example")], vec![]);
+                    revs.push(store.create_proxy_host(&ctx(), h).await.unwrap().revision);
+                }
+                // The same name from both: exactly one wins.
+                let dup = store
+                    .create_proxy_host(&ctx(), ProxyHost::new(["same.example"], vec![]))
+                    .await;
+                (revs, dup.is_ok())
+            }));
+        }
+        let mut all = Vec::new();
+        let mut winners = 0;
+        for t in tasks {
+            let (revs, won) = t.await.unwrap();
+            all.extend(revs);
+            winners += usize::from(won);
+        }
+        assert_eq!(winners, 1);
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 40, "every write has its own revision");
+        let snap = a.load().await.unwrap();
+        assert_eq!(snap.revision, 41);
+        assert_eq!(snap.config.proxy_hosts.len(), 41);
+        let history = a.history(None, 100).await.unwrap();
+        let revs: Vec<u64> = history.iter().map(|h| h.revision).rev().collect();
+        assert_eq!(revs, (1..=41).collect::<Vec<_>>());
+    })
+    .await;
 }

@@ -1,0 +1,831 @@
+//! [`PostgresStore`]: the config in PostgreSQL, shared by many nodes.
+
+mod accounts;
+mod codec;
+mod read;
+mod write;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ppm_core::config::{Config, Id, Settings};
+use ppm_core::error::StoreError;
+use ppm_core::store::{ChangeNotifier, ChangeSignal, ConfigStore, Snapshot};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+use tokio::task::JoinHandle;
+
+use self::codec::narrow;
+use self::read::Scope;
+use self::write::Mode;
+use crate::error::{backend, OpenError, WriteError};
+use crate::model::{
+    Change, Committed, Entity, EntityKind, RevisionChanges, RevisionInfo, WriteContext,
+};
+use crate::writer::ConfigWriter;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres");
+
+/// A full snapshot is stored in the history every this many revisions (as
+/// in the SQLite backend).
+const CHECKPOINT_EVERY: u64 = 32;
+
+/// While the notification connection is up, the revision is still polled
+/// every this many poll intervals, in case a notification was lost with a
+/// connection that has not noticed yet that it is dead.
+const SAFETY_POLL_EVERY: u32 = 10;
+
+/// How a [`PostgresStore`] connects.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PostgresOptions {
+    /// The schema holding the tables (created if missing); `None` uses the
+    /// server's default search path (normally `public`). Several
+    /// independent configs can share one database in different schemas.
+    pub schema: Option<String>,
+    /// How often the revision is polled while the `LISTEN` connection is
+    /// down (and how often reconnecting is tried). Default 500 ms.
+    pub poll_interval: Duration,
+    /// Connections for reads and writes. Default 8.
+    pub max_connections: u32,
+    /// How long a read or write waits for a connection before failing, so
+    /// writes fail fast while the database is unreachable. Default 3 s.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            schema: None,
+            poll_interval: Duration::from_millis(500),
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the schema (`None`: the server's default search path).
+    #[must_use]
+    pub fn schema(mut self, schema: Option<String>) -> Self {
+        self.schema = schema;
+        self
+    }
+
+    /// Sets the fallback poll interval.
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Sets the number of pooled connections (at least 1).
+    #[must_use]
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Sets how long an operation waits for a connection.
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+}
+
+/// A [`ConfigStore`] and [`ConfigWriter`] in a PostgreSQL database, for
+/// several ppm nodes sharing one config.
+///
+/// The semantics are the SQLite backend's: every config write runs in one
+/// transaction that bumps the revision and records the history. Writers
+/// lock the revision row first, so writes from every node are serialised
+/// and their checks (unique names and ports, references) see the latest
+/// committed state. Reads run in a repeatable-read transaction, so a
+/// snapshot is consistent.
+///
+/// A trigger announces every new revision with `NOTIFY`; the store listens
+/// and fires [`watch`](ConfigStore::watch), whichever node wrote. While the
+/// listening connection is down the store polls the revision instead, and
+/// after reconnecting it reads the revision once, so revisions committed in
+/// between are announced too.
+///
+/// Cloning is cheap; clones share the pool and the signal. The background
+/// tasks stop when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The URL without its password, for messages.
+    target: String,
+    schema: Option<String>,
+    pool: PgPool,
+    notifier: ChangeNotifier,
+    announced: AtomicU64,
+    /// Whether the `LISTEN` connection is up.
+    listening: AtomicBool,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let tasks = match self.tasks.get_mut() {
+            Ok(t) => std::mem::take(t),
+            Err(poisoned) => std::mem::take(poisoned.into_inner()),
+        };
+        for t in tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Inner {
+    fn announce(&self, revision: u64) {
+        if self.announced.fetch_max(revision, Ordering::AcqRel) < revision {
+            self.notifier.notify(revision);
+        }
+    }
+
+    /// Reads the revision and announces it when it is new.
+    async fn poll_once(&self) -> Result<(), StoreError> {
+        let revision = read_revision(&self.pool).await?;
+        self.announce(revision);
+        Ok(())
+    }
+}
+
+/// `url` without the password, for messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Whether `name` is a plain identifier usable as a schema name.
+fn valid_schema(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+async fn read_revision(pool: &PgPool) -> Result<u64, StoreError> {
+    let mut conn = pool.acquire().await.map_err(unavailable)?;
+    read::revision(&mut conn).await
+}
+
+/// A pool or connection failure: the database is unreachable for now.
+fn unavailable(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            StoreError::Unavailable(format!("PostgreSQL is unreachable: {e}"))
+        }
+        other => backend(other),
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`)
+    /// with default options.
+    pub async fn open(url: &str) -> Result<Self, OpenError> {
+        Self::open_with(url, PostgresOptions::default()).await
+    }
+
+    /// Connects to `url`, creates the schema if asked for one, applies the
+    /// embedded migrations and starts listening for revisions.
+    ///
+    /// Fails with [`OpenError::NewerSchema`] when the database was migrated
+    /// by a newer build. Must be called within a Tokio runtime.
+    pub async fn open_with(url: &str, options: PostgresOptions) -> Result<Self, OpenError> {
+        let mut target = redact(url);
+        if let Some(schema) = &options.schema {
+            target = format!("{target} (schema {schema})");
+        }
+        let path = PathBuf::from(&target);
+        let open_err = |e: sqlx::Error| OpenError::Open {
+            path: path.clone(),
+            source: Box::new(e),
+        };
+        let mut connect = PgConnectOptions::from_str(url)
+            .map_err(open_err)?
+            .application_name("ppm");
+        if let Some(schema) = &options.schema {
+            if !valid_schema(schema) {
+                return Err(OpenError::Open {
+                    path,
+                    source: format!(
+                        "schema name {schema:?} must be lower-case letters, digits and _"
+                    )
+                    .into(),
+                });
+            }
+            let mut conn = <PgConnection as sqlx::Connection>::connect_with(&connect)
+                .await
+                .map_err(open_err)?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+            )))
+            .execute(&mut conn)
+            .await
+            .map_err(open_err)?;
+            drop(conn);
+            connect = connect.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.clone())
+            .await
+            .map_err(open_err)?;
+
+        check_schema_version(&pool, &path).await?;
+        MIGRATOR.run(&pool).await.map_err(|e| OpenError::Migrate {
+            path: path.clone(),
+            source: Box::new(e),
+        })?;
+        let revision = read_revision(&pool).await.map_err(|e| OpenError::Open {
+            path: path.clone(),
+            source: Box::new(e),
+        })?;
+
+        // Named for the schema, so an operator (or a test) can tell the
+        // listening connections apart in `pg_stat_activity`.
+        let listen_name: String = match &options.schema {
+            Some(s) => format!("ppm listen {s}"),
+            None => "ppm listen".to_owned(),
+        }
+        .chars()
+        .take(63)
+        .collect();
+        let listen_connect = connect.clone().application_name(&listen_name);
+        let listen_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.poll_interval.max(Duration::from_millis(100)))
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with(listen_connect);
+        let inner = Arc::new(Inner {
+            target,
+            schema: options.schema.clone(),
+            pool,
+            notifier: ChangeNotifier::new(revision),
+            announced: AtomicU64::new(revision),
+            listening: AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let channel = format!(
+            "ppm_revision.{}",
+            match &options.schema {
+                Some(s) => s.clone(),
+                None => current_schema(&inner.pool).await.map_err(open_err)?,
+            }
+        );
+        let listen = tokio::spawn(listen(
+            Arc::downgrade(&inner),
+            listen_pool,
+            channel,
+            options.poll_interval,
+        ));
+        let poll = tokio::spawn(poll(Arc::downgrade(&inner), options.poll_interval));
+        match inner.tasks.lock() {
+            Ok(mut t) => t.extend([listen, poll]),
+            Err(poisoned) => poisoned.into_inner().extend([listen, poll]),
+        }
+        Ok(PostgresStore { inner })
+    }
+
+    /// The database URL without its password, and the schema when one was
+    /// chosen: for messages.
+    pub fn target(&self) -> &str {
+        &self.inner.target
+    }
+
+    /// The schema given in the options, if any.
+    pub fn schema(&self) -> Option<&str> {
+        self.inner.schema.as_deref()
+    }
+
+    /// Whether the store currently receives revision notifications (when
+    /// not, it polls).
+    pub fn is_listening(&self) -> bool {
+        self.inner.listening.load(Ordering::Acquire)
+    }
+
+    /// The newest schema version this build knows (the last embedded
+    /// migration).
+    pub fn supported_schema_version() -> i64 {
+        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    /// The schema version of the database (its newest applied migration).
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.inner.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// The connection pool, for tables of the server's own (cluster nodes,
+    /// leases) kept in the same database.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// Stops the background tasks and waits for the pool to close.
+    pub async fn close(&self) {
+        let tasks = match self.inner.tasks.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        for t in tasks {
+            t.abort();
+        }
+        self.inner.pool.close().await;
+    }
+
+    /// Starts a config write: a transaction holding the revision row's lock,
+    /// so writes from every node run one at a time.
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, WriteError> {
+        let mut tx = self.inner.pool.begin().await.map_err(write_unavailable)?;
+        sqlx::query("SELECT revision FROM meta WHERE id = 1 FOR UPDATE")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    /// A read-only transaction on one snapshot of the database.
+    async fn begin_read(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.inner
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Bumps the revision and records the history entry, inside `tx`.
+    async fn finish_write(
+        conn: &mut PgConnection,
+        ctx: &WriteContext,
+        summary: &str,
+        changes: &[Change],
+    ) -> Result<u64, WriteError> {
+        let revision: i64 = sqlx::query_scalar(
+            "UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let revision: u64 = narrow(revision, "revision")?;
+        let replaced = changes.iter().any(|c| matches!(c, Change::ReplaceAll));
+        let snapshot = if replaced || revision.is_multiple_of(CHECKPOINT_EVERY) {
+            let config = read::load_config(conn, Scope::All).await?;
+            Some(codec::to_json(&config)?)
+        } else {
+            None
+        };
+        sqlx::query(
+            "INSERT INTO config_history (revision, at, actor, client_ip, summary, changes, snapshot)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(revision as i64)
+        .bind(crate::sqlite::timestamp())
+        .bind(&ctx.actor)
+        .bind(&ctx.client_ip)
+        .bind(summary)
+        .bind(codec::to_json(changes)?)
+        .bind(snapshot)
+        .execute(&mut *conn)
+        .await?;
+        Ok(revision)
+    }
+
+    /// Commits and announces the revision.
+    async fn commit(
+        &self,
+        tx: Transaction<'static, Postgres>,
+        revision: u64,
+    ) -> Result<(), WriteError> {
+        tx.commit().await?;
+        self.inner.announce(revision);
+        Ok(())
+    }
+
+    async fn get_in(
+        conn: &mut PgConnection,
+        kind: EntityKind,
+        id: Id,
+    ) -> Result<Entity, WriteError> {
+        let mut config = read::load_config(conn, Scope::One(kind, id)).await?;
+        let found = match kind {
+            EntityKind::ProxyHost => config.proxy_hosts.pop().map(Entity::ProxyHost),
+            EntityKind::RedirectionHost => {
+                config.redirection_hosts.pop().map(Entity::RedirectionHost)
+            }
+            EntityKind::DeadHost => config.dead_hosts.pop().map(Entity::DeadHost),
+            EntityKind::Stream => config.streams.pop().map(Entity::Stream),
+            EntityKind::AccessList => config.access_lists.pop().map(Entity::AccessList),
+            EntityKind::Certificate => config.certificates.pop().map(Entity::Certificate),
+            EntityKind::User | EntityKind::ApiToken => None,
+        };
+        found.ok_or(WriteError::NotFound { kind, id })
+    }
+}
+
+/// A connection failure at the start of a write: unavailable, not a bug.
+fn write_unavailable(e: sqlx::Error) -> WriteError {
+    WriteError::from(unavailable(e))
+}
+
+async fn current_schema(pool: &PgPool) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(pool)
+        .await
+}
+
+/// Refuses a database migrated by a newer build, before the migrator sees it.
+async fn check_schema_version(pool: &PgPool, path: &std::path::Path) -> Result<(), OpenError> {
+    let open_err = |e: sqlx::Error| OpenError::Open {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    };
+    let has_table: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(open_err)?;
+    if !has_table {
+        return Ok(());
+    }
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .map_err(open_err)?;
+    let supported = PostgresStore::supported_schema_version();
+    match found {
+        Some(found) if found > supported => Err(OpenError::NewerSchema {
+            path: path.to_path_buf(),
+            found,
+            supported,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Listens for revision notifications; after every (re)connection reads
+/// the revision once, so revisions committed while it was down are
+/// announced.
+async fn listen(inner: Weak<Inner>, pool: PgPool, channel: String, retry: Duration) {
+    let mut warned = false;
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(mut l) => {
+                l.eager_reconnect(false);
+                match l.listen(&channel).await {
+                    Ok(()) => l,
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!(error = %e, "listening for config revisions failed; polling");
+                            warned = true;
+                        }
+                        tokio::time::sleep(retry).await;
+                        continue;
+                    }
+                }
+            }
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(error = %e, "connecting to listen for config revisions failed; polling");
+                    warned = true;
+                }
+                tokio::time::sleep(retry).await;
+                continue;
+            }
+        };
+        {
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            inner.listening.store(true, Ordering::Release);
+            if warned {
+                tracing::info!(target = %inner.target, "listening for config revisions again");
+            }
+            if let Err(e) = inner.poll_once().await {
+                tracing::warn!(error = %e, "reading the config revision failed");
+            }
+        }
+        loop {
+            let got = listener.try_recv().await;
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            match got {
+                Ok(Some(n)) => match n.payload().parse::<u64>() {
+                    Ok(revision) => inner.announce(revision),
+                    Err(_) => tracing::warn!(payload = n.payload(), "unexpected revision notice"),
+                },
+                Ok(None) | Err(_) => {
+                    inner.listening.store(false, Ordering::Release);
+                    tracing::warn!(target = %inner.target, "lost the revision notification connection; polling");
+                    warned = true;
+                    break;
+                }
+            }
+        }
+        drop(listener);
+        tokio::time::sleep(retry).await;
+    }
+}
+
+/// Polls the revision: every interval while not listening, and now and
+/// then while listening.
+async fn poll(inner: Weak<Inner>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u32 = 0;
+    loop {
+        ticker.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        ticks = ticks.wrapping_add(1);
+        if inner.listening.load(Ordering::Acquire) && !ticks.is_multiple_of(SAFETY_POLL_EVERY) {
+            continue;
+        }
+        if let Err(e) = inner.poll_once().await {
+            tracing::debug!(error = %e, target = %inner.target, "polling the config revision failed");
+        }
+    }
+}
+
+#[async_trait]
+impl ConfigStore for PostgresStore {
+    async fn load(&self) -> Result<Snapshot, StoreError> {
+        let mut tx = self.begin_read().await?;
+        let revision = read::revision(&mut tx).await?;
+        let config = read::load_config(&mut tx, Scope::All).await?;
+        tx.rollback().await.map_err(backend)?;
+        Ok(Snapshot { revision, config })
+    }
+
+    async fn revision(&self) -> Result<u64, StoreError> {
+        read_revision(&self.inner.pool).await
+    }
+
+    fn watch(&self) -> Option<ChangeSignal> {
+        Some(self.inner.notifier.subscribe())
+    }
+}
+
+#[async_trait]
+impl ConfigWriter for PostgresStore {
+    async fn create(
+        &self,
+        ctx: &WriteContext,
+        mut entity: Entity,
+    ) -> Result<Committed<Entity>, WriteError> {
+        entity.set_id(0);
+        let mut tx = self.begin_write().await?;
+        write::check_entity(&mut tx, &entity).await?;
+        write::write_entity(&mut tx, &mut entity, Mode::Create).await?;
+        let summary = format!("create {}", entity.label());
+        let changes = [Change::Create {
+            after: entity.clone(),
+        }];
+        let revision = Self::finish_write(&mut tx, ctx, &summary, &changes).await?;
+        self.commit(tx, revision).await?;
+        Ok(Committed::new(revision, entity))
+    }
+
+    async fn update(
+        &self,
+        ctx: &WriteContext,
+        mut entity: Entity,
+    ) -> Result<Committed<Entity>, WriteError> {
+        let mut tx = self.begin_write().await?;
+        let before = Self::get_in(&mut tx, entity.kind(), entity.id()).await?;
+        write::check_entity(&mut tx, &entity).await?;
+        write::write_entity(&mut tx, &mut entity, Mode::Update).await?;
+        let summary = format!("update {}", entity.label());
+        let changes = [Change::Update {
+            before,
+            after: entity.clone(),
+        }];
+        let revision = Self::finish_write(&mut tx, ctx, &summary, &changes).await?;
+        self.commit(tx, revision).await?;
+        Ok(Committed::new(revision, entity))
+    }
+
+    async fn delete(
+        &self,
+        ctx: &WriteContext,
+        kind: EntityKind,
+        id: Id,
+    ) -> Result<Committed<Entity>, WriteError> {
+        let mut tx = self.begin_write().await?;
+        let before = Self::get_in(&mut tx, kind, id).await?;
+        write::check_unused(&mut tx, kind, id).await?;
+        write::delete_entity(&mut tx, kind, id).await?;
+        let summary = format!("delete {}", before.label());
+        let changes = [Change::Delete {
+            before: before.clone(),
+        }];
+        let revision = Self::finish_write(&mut tx, ctx, &summary, &changes).await?;
+        self.commit(tx, revision).await?;
+        Ok(Committed::new(revision, before))
+    }
+
+    async fn get(&self, kind: EntityKind, id: Id) -> Result<Entity, WriteError> {
+        let mut tx = self.begin_read().await?;
+        let found = Self::get_in(&mut tx, kind, id).await;
+        tx.rollback().await?;
+        found
+    }
+
+    async fn update_settings(
+        &self,
+        ctx: &WriteContext,
+        settings: Settings,
+    ) -> Result<Committed<Settings>, WriteError> {
+        let mut tx = self.begin_write().await?;
+        write::check_settings(&mut tx, &settings).await?;
+        let before = read::load_settings(&mut tx).await?;
+        write::write_settings(&mut tx, &settings).await?;
+        let changes = [Change::Settings {
+            before: Box::new(before),
+            after: Box::new(settings.clone()),
+        }];
+        let revision = Self::finish_write(&mut tx, ctx, "update settings", &changes).await?;
+        self.commit(tx, revision).await?;
+        Ok(Committed::new(revision, settings))
+    }
+
+    async fn replace_all(
+        &self,
+        ctx: &WriteContext,
+        config: Config,
+        summary: &str,
+    ) -> Result<Committed<Config>, WriteError> {
+        write::check_config(&config)?;
+        let mut tx = self.begin_write().await?;
+        write::clear_config(&mut tx).await?;
+        write::insert_config(&mut tx, &config).await?;
+        let stored = read::load_config(&mut tx, Scope::All).await?;
+        let revision = Self::finish_write(&mut tx, ctx, summary, &[Change::ReplaceAll]).await?;
+        self.commit(tx, revision).await?;
+        Ok(Committed::new(revision, stored))
+    }
+
+    async fn history(
+        &self,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<RevisionInfo>, WriteError> {
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let rows: Vec<(i64, i64, String, Option<String>, String)> = sqlx::query_as(
+            "SELECT revision, at, actor, client_ip, summary FROM config_history
+             WHERE revision < $1 ORDER BY revision DESC LIMIT $2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(revision, at, actor, client_ip, summary)| {
+                Ok(RevisionInfo {
+                    revision: narrow(revision, "revision")?,
+                    at,
+                    actor,
+                    client_ip,
+                    summary,
+                })
+            })
+            .collect()
+    }
+
+    async fn revision_changes(&self, revision: u64) -> Result<RevisionChanges, WriteError> {
+        let rev = i64::try_from(revision).map_err(|_| WriteError::UnknownRevision(revision))?;
+        let row: Option<(i64, String, Option<String>, String, String)> = sqlx::query_as(
+            "SELECT at, actor, client_ip, summary, changes FROM config_history WHERE revision = $1",
+        )
+        .bind(rev)
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        let (at, actor, client_ip, summary, changes) =
+            row.ok_or(WriteError::UnknownRevision(revision))?;
+        Ok(RevisionChanges {
+            info: RevisionInfo {
+                revision,
+                at,
+                actor,
+                client_ip,
+                summary,
+            },
+            changes: codec::from_json(&changes, "history changes")?,
+        })
+    }
+
+    async fn snapshot_at(&self, revision: u64) -> Result<Snapshot, WriteError> {
+        if revision == 0 {
+            return Ok(Snapshot {
+                revision,
+                config: Config::new(),
+            });
+        }
+        let rev = i64::try_from(revision).map_err(|_| WriteError::UnknownRevision(revision))?;
+        let mut tx = self.begin_read().await?;
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT revision FROM config_history WHERE revision = $1")
+                .bind(rev)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if known.is_none() {
+            return Err(WriteError::UnknownRevision(revision));
+        }
+        let checkpoint: Option<(i64, String)> = sqlx::query_as(
+            "SELECT revision, snapshot FROM config_history
+             WHERE revision <= $1 AND snapshot IS NOT NULL
+             ORDER BY revision DESC LIMIT 1",
+        )
+        .bind(rev)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (from, mut config) = match checkpoint {
+            Some((r, json)) => (r, codec::from_json::<Config>(&json, "history snapshot")?),
+            None => (0, Config::new()),
+        };
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT revision, changes FROM config_history
+             WHERE revision > $1 AND revision <= $2 ORDER BY revision",
+        )
+        .bind(from)
+        .bind(rev)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.rollback().await?;
+        for (r, json) in rows {
+            let changes: Vec<Change> = codec::from_json(&json, "history changes")?;
+            for change in &changes {
+                if matches!(change, Change::ReplaceAll) {
+                    return Err(WriteError::Corrupt(format!(
+                        "revision {r} replaced the config but has no snapshot"
+                    )));
+                }
+                change.apply(&mut config);
+            }
+        }
+        Ok(Snapshot { revision, config })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_drops_the_password() {
+        assert_eq!(
+            redact("postgres://ppm:secret@db:5432/ppm"),
+            "postgres://ppm@db:5432/ppm"
+        );
+        assert_eq!(
+            redact("postgres://ppm@db/ppm?sslmode=require"),
+            "postgres://ppm@db/ppm?sslmode=require"
+        );
+        assert_eq!(redact("postgres://db/ppm"), "postgres://db/ppm");
+    }
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(valid_schema("ppm_test_1"));
+        assert!(!valid_schema("Ppm"));
+        assert!(!valid_schema("a\"; DROP"));
+        assert!(!valid_schema("1abc"));
+        assert!(!valid_schema(""));
+    }
+}

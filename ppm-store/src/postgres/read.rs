@@ -1,0 +1,679 @@
+//! Loading the whole config from PostgreSQL: one query per table,
+//! assembled in memory. The statements mirror the SQLite backend's.
+
+use std::collections::HashMap;
+
+use ppm_core::config::{
+    AccessList, AccessUser, Certificate, Config, DeadHost, FilterSpec, HeaderRule, Id, IpRule,
+    Location, PassiveHealth, ProxyHost, RedirectionHost, Settings, Stream, Timeouts, Upstream,
+};
+use ppm_core::error::StoreError;
+use sqlx::PgConnection;
+
+use super::codec::{enum_from_str, from_json, narrow};
+use crate::error::backend;
+use crate::model::EntityKind;
+
+#[derive(sqlx::FromRow)]
+struct ProxyHostRow {
+    id: i64,
+    balancing: String,
+    forward_scheme: String,
+    upstream_sni: Option<String>,
+    upstream_verify_tls: bool,
+    health_check: Option<String>,
+    passive_max_fails: i64,
+    passive_fail_timeout_ms: i64,
+    retries: i64,
+    connect_timeout_ms: Option<i64>,
+    read_timeout_ms: Option<i64>,
+    write_timeout_ms: Option<i64>,
+    max_body_size: Option<i64>,
+    allow_websocket_upgrade: bool,
+    access_list_id: Option<i64>,
+    certificate_id: Option<i64>,
+    ssl_forced: bool,
+    hsts_enabled: bool,
+    hsts_subdomains: bool,
+    http2_support: bool,
+    block_exploits: bool,
+    enabled: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct LocationRow {
+    id: i64,
+    proxy_host_id: i64,
+    path: String,
+    match_kind: String,
+    balancing: Option<String>,
+    forward_scheme: Option<String>,
+    rewrite: Option<String>,
+    connect_timeout_ms: Option<i64>,
+    read_timeout_ms: Option<i64>,
+    write_timeout_ms: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RedirectionHostRow {
+    id: i64,
+    status: i64,
+    forward_scheme: Option<String>,
+    forward_domain: String,
+    preserve_path: bool,
+    certificate_id: Option<i64>,
+    ssl_forced: bool,
+    hsts_enabled: bool,
+    hsts_subdomains: bool,
+    block_exploits: bool,
+    enabled: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct DeadHostRow {
+    id: i64,
+    certificate_id: Option<i64>,
+    ssl_forced: bool,
+    hsts_enabled: bool,
+    hsts_subdomains: bool,
+    enabled: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct StreamRow {
+    id: i64,
+    incoming_port: i64,
+    bind_address: String,
+    protocol: String,
+    balancing: String,
+    access_list_id: Option<i64>,
+    certificate_id: Option<i64>,
+    proxy_protocol: Option<i64>,
+    idle_timeout_ms: i64,
+    enabled: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct UpstreamRow {
+    proxy_host_id: Option<i64>,
+    location_id: Option<i64>,
+    stream_id: Option<i64>,
+    host: String,
+    port: i64,
+    weight: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct HeaderRow {
+    proxy_host_id: Option<i64>,
+    location_id: Option<i64>,
+    direction: String,
+    name: String,
+    value: String,
+    action: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct FilterRow {
+    proxy_host_id: Option<i64>,
+    location_id: Option<i64>,
+    redirection_host_id: Option<i64>,
+    dead_host_id: Option<i64>,
+    kind: String,
+    config: String,
+    priority: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct DomainRow {
+    name: String,
+    proxy_host_id: Option<i64>,
+    redirection_host_id: Option<i64>,
+    dead_host_id: Option<i64>,
+}
+
+type Multi<T> = HashMap<Id, Vec<T>>;
+
+/// What to load: everything, or one entity with its children.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scope {
+    /// The whole config.
+    All,
+    /// One entity: its rows and its children only.
+    One(EntityKind, Id),
+}
+
+/// Runs `all` for [`Scope::All`]; for [`Scope::One`] runs the query that
+/// `one` gives for the entity's kind (with `$1` bound to its id), or
+/// nothing when that table holds nothing of the kind.
+async fn fetch<R>(
+    conn: &mut PgConnection,
+    scope: Scope,
+    all: &'static str,
+    one: impl Fn(EntityKind) -> Option<&'static str>,
+) -> Result<Vec<R>, StoreError>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    match scope {
+        Scope::All => sqlx::query_as(all).fetch_all(&mut *conn).await,
+        Scope::One(kind, id) => match one(kind) {
+            Some(sql) => sqlx::query_as(sql).bind(id).fetch_all(&mut *conn).await,
+            None => return Ok(Vec::new()),
+        },
+    }
+    .map_err(backend)
+}
+
+fn take<T>(map: &mut Multi<T>, id: Id) -> Vec<T> {
+    map.remove(&id).unwrap_or_default()
+}
+
+fn timeouts(c: Option<i64>, r: Option<i64>, w: Option<i64>) -> Result<Timeouts, StoreError> {
+    Ok(Timeouts {
+        connect_ms: c.map(|v| narrow(v, "connect_timeout_ms")).transpose()?,
+        read_ms: r.map(|v| narrow(v, "read_timeout_ms")).transpose()?,
+        write_ms: w.map(|v| narrow(v, "write_timeout_ms")).transpose()?,
+    })
+}
+
+/// Children shared by hosts and locations, grouped by owner.
+#[derive(Default)]
+struct Children {
+    upstreams_ph: Multi<Upstream>,
+    upstreams_loc: Multi<Upstream>,
+    upstreams_stream: Multi<Upstream>,
+    req_headers_ph: Multi<HeaderRule>,
+    resp_headers_ph: Multi<HeaderRule>,
+    req_headers_loc: Multi<HeaderRule>,
+    resp_headers_loc: Multi<HeaderRule>,
+    filters_ph: Multi<FilterSpec>,
+    filters_loc: Multi<FilterSpec>,
+    filters_rh: Multi<FilterSpec>,
+    filters_dh: Multi<FilterSpec>,
+    domains_ph: Multi<String>,
+    domains_rh: Multi<String>,
+    domains_dh: Multi<String>,
+}
+
+async fn children(conn: &mut PgConnection, scope: Scope) -> Result<Children, StoreError> {
+    let mut c = Children::default();
+
+    let rows: Vec<UpstreamRow> = fetch(
+        conn,
+        scope,
+        "SELECT proxy_host_id, location_id, stream_id, host, port, weight
+         FROM upstreams ORDER BY position",
+        |kind| match kind {
+            EntityKind::ProxyHost => Some(
+                "SELECT proxy_host_id, location_id, stream_id, host, port, weight
+                 FROM upstreams WHERE proxy_host_id = $1
+                    OR location_id IN (SELECT id FROM locations WHERE proxy_host_id = $1)
+                 ORDER BY position",
+            ),
+            EntityKind::Stream => Some(
+                "SELECT proxy_host_id, location_id, stream_id, host, port, weight
+                 FROM upstreams WHERE stream_id = $1 ORDER BY position",
+            ),
+            _ => None,
+        },
+    )
+    .await?;
+    for r in rows {
+        let mut u = Upstream::new(r.host, narrow(r.port, "upstream port")?);
+        u.weight = narrow(r.weight, "upstream weight")?;
+        let (map, id) = match (r.proxy_host_id, r.location_id, r.stream_id) {
+            (Some(id), _, _) => (&mut c.upstreams_ph, id),
+            (_, Some(id), _) => (&mut c.upstreams_loc, id),
+            (_, _, Some(id)) => (&mut c.upstreams_stream, id),
+            _ => return Err(StoreError::Corrupt("an upstream has no owner".into())),
+        };
+        map.entry(id).or_default().push(u);
+    }
+
+    let rows: Vec<HeaderRow> = fetch(
+        conn,
+        scope,
+        "SELECT proxy_host_id, location_id, direction, name, value, action
+         FROM header_rules ORDER BY position",
+        |kind| match kind {
+            EntityKind::ProxyHost => Some(
+                "SELECT proxy_host_id, location_id, direction, name, value, action
+                 FROM header_rules WHERE proxy_host_id = $1
+                    OR location_id IN (SELECT id FROM locations WHERE proxy_host_id = $1)
+                 ORDER BY position",
+            ),
+            _ => None,
+        },
+    )
+    .await?;
+    for r in rows {
+        let mut rule = HeaderRule::set(r.name, r.value);
+        rule.action = enum_from_str(&r.action, "header action")?;
+        let request = r.direction == "request";
+        let (map, id) = match (r.proxy_host_id, r.location_id, request) {
+            (Some(id), _, true) => (&mut c.req_headers_ph, id),
+            (Some(id), _, false) => (&mut c.resp_headers_ph, id),
+            (_, Some(id), true) => (&mut c.req_headers_loc, id),
+            (_, Some(id), false) => (&mut c.resp_headers_loc, id),
+            _ => return Err(StoreError::Corrupt("a header rule has no owner".into())),
+        };
+        map.entry(id).or_default().push(rule);
+    }
+
+    let rows: Vec<FilterRow> = fetch(
+        conn,
+        scope,
+        "SELECT proxy_host_id, location_id, redirection_host_id, dead_host_id, kind, config, priority
+         FROM filters ORDER BY position",
+        |kind| match kind {
+            EntityKind::ProxyHost => Some(
+                "SELECT proxy_host_id, location_id, redirection_host_id, dead_host_id, kind, config,
+                        priority
+                 FROM filters WHERE proxy_host_id = $1
+                    OR location_id IN (SELECT id FROM locations WHERE proxy_host_id = $1)
+                 ORDER BY position",
+            ),
+            EntityKind::RedirectionHost => Some(
+                "SELECT proxy_host_id, location_id, redirection_host_id, dead_host_id, kind, config,
+                        priority
+                 FROM filters WHERE redirection_host_id = $1 ORDER BY position",
+            ),
+            EntityKind::DeadHost => Some(
+                "SELECT proxy_host_id, location_id, redirection_host_id, dead_host_id, kind, config,
+                        priority
+                 FROM filters WHERE dead_host_id = $1 ORDER BY position",
+            ),
+            _ => None,
+        },
+    )
+    .await?;
+    for r in rows {
+        let mut spec = FilterSpec::new(r.kind, from_json(&r.config, "filter config")?);
+        spec.priority = r
+            .priority
+            .map(|p| narrow(p, "filter priority"))
+            .transpose()?;
+        let (map, id) = match (
+            r.proxy_host_id,
+            r.location_id,
+            r.redirection_host_id,
+            r.dead_host_id,
+        ) {
+            (Some(id), ..) => (&mut c.filters_ph, id),
+            (_, Some(id), ..) => (&mut c.filters_loc, id),
+            (_, _, Some(id), _) => (&mut c.filters_rh, id),
+            (.., Some(id)) => (&mut c.filters_dh, id),
+            _ => return Err(StoreError::Corrupt("a filter has no owner".into())),
+        };
+        map.entry(id).or_default().push(spec);
+    }
+
+    let rows: Vec<DomainRow> = fetch(
+        conn,
+        scope,
+        "SELECT name, proxy_host_id, redirection_host_id, dead_host_id
+         FROM domain_names ORDER BY position",
+        |kind| match kind {
+            EntityKind::ProxyHost => Some(
+                "SELECT name, proxy_host_id, redirection_host_id, dead_host_id
+                 FROM domain_names WHERE proxy_host_id = $1 ORDER BY position",
+            ),
+            EntityKind::RedirectionHost => Some(
+                "SELECT name, proxy_host_id, redirection_host_id, dead_host_id
+                 FROM domain_names WHERE redirection_host_id = $1 ORDER BY position",
+            ),
+            EntityKind::DeadHost => Some(
+                "SELECT name, proxy_host_id, redirection_host_id, dead_host_id
+                 FROM domain_names WHERE dead_host_id = $1 ORDER BY position",
+            ),
+            _ => None,
+        },
+    )
+    .await?;
+    for r in rows {
+        let (map, id) = match (r.proxy_host_id, r.redirection_host_id, r.dead_host_id) {
+            (Some(id), ..) => (&mut c.domains_ph, id),
+            (_, Some(id), _) => (&mut c.domains_rh, id),
+            (.., Some(id)) => (&mut c.domains_dh, id),
+            _ => return Err(StoreError::Corrupt("a domain name has no host".into())),
+        };
+        map.entry(id).or_default().push(r.name);
+    }
+    Ok(c)
+}
+
+/// The stored revision.
+pub(crate) async fn revision(conn: &mut PgConnection) -> Result<u64, StoreError> {
+    let rev: i64 = sqlx::query_scalar("SELECT revision FROM meta WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(backend)?;
+    narrow(rev, "revision")
+}
+
+/// Loads the whole config, or one entity of it. Run it inside a
+/// transaction for a consistent snapshot.
+pub(crate) async fn load_config(
+    conn: &mut PgConnection,
+    scope: Scope,
+) -> Result<Config, StoreError> {
+    let mut ch = children(conn, scope).await?;
+    let mut config = Config::new();
+
+    // Access lists.
+    let mut rules: Multi<IpRule> = HashMap::new();
+    let rows: Vec<(i64, String, String)> = fetch(
+        conn,
+        scope,
+        "SELECT access_list_id, action, address FROM access_list_rules
+         ORDER BY access_list_id, position",
+        |kind| {
+            (kind == EntityKind::AccessList).then_some(
+            "SELECT access_list_id, action, address FROM access_list_rules WHERE access_list_id = $1
+         ORDER BY access_list_id, position",
+        )
+        },
+    )
+    .await?;
+    for (id, action, address) in rows {
+        rules.entry(id).or_default().push(IpRule {
+            action: enum_from_str(&action, "access rule action")?,
+            address,
+        });
+    }
+    let mut users: Multi<AccessUser> = HashMap::new();
+    let rows: Vec<(i64, String, String)> = fetch(
+        conn,
+        scope,
+        "SELECT access_list_id, username, password_hash FROM access_list_users
+         ORDER BY access_list_id, position",
+        |kind| (kind == EntityKind::AccessList).then_some(
+            "SELECT access_list_id, username, password_hash FROM access_list_users WHERE access_list_id = $1
+         ORDER BY access_list_id, position",
+        ),
+    )
+    .await?;
+    for (id, username, password_hash) in rows {
+        users.entry(id).or_default().push(AccessUser {
+            username,
+            password_hash,
+        });
+    }
+    let rows: Vec<(i64, String, String, String, bool)> = fetch(
+        conn,
+        scope,
+        "SELECT id, name, default_action, satisfy, pass_auth FROM access_lists ORDER BY id",
+        |kind| (kind == EntityKind::AccessList).then_some(
+            "SELECT id, name, default_action, satisfy, pass_auth FROM access_lists WHERE id = $1 ORDER BY id",
+        ),
+    )
+    .await?;
+    for (id, name, default_action, satisfy, pass_auth) in rows {
+        config.access_lists.push(AccessList {
+            id,
+            name,
+            rules: take(&mut rules, id),
+            default_action: enum_from_str(&default_action, "access list default_action")?,
+            users: take(&mut users, id),
+            satisfy: enum_from_str(&satisfy, "access list satisfy")?,
+            pass_auth,
+        });
+    }
+
+    // Certificates.
+    let mut cert_names: Multi<String> = HashMap::new();
+    let rows: Vec<(i64, String)> = fetch(
+        conn,
+        scope,
+        "SELECT certificate_id, name FROM certificate_domains ORDER BY certificate_id, position",
+        |kind| (kind == EntityKind::Certificate).then_some(
+            "SELECT certificate_id, name FROM certificate_domains WHERE certificate_id = $1 ORDER BY certificate_id, position",
+        ),
+    )
+    .await?;
+    for (id, name) in rows {
+        cert_names.entry(id).or_default().push(name);
+    }
+    let rows: Vec<(i64, String, String, String, String)> = fetch(
+        conn,
+        scope,
+        "SELECT id, name, source, certificate_pem, private_key_pem FROM certificates ORDER BY id",
+        |kind| (kind == EntityKind::Certificate).then_some(
+            "SELECT id, name, source, certificate_pem, private_key_pem FROM certificates WHERE id = $1 ORDER BY id",
+        ),
+    )
+    .await?;
+    for (id, name, source, certificate_pem, private_key_pem) in rows {
+        config.certificates.push(Certificate {
+            id,
+            name,
+            source: enum_from_str(&source, "certificate source")?,
+            domain_names: take(&mut cert_names, id),
+            certificate_pem,
+            private_key_pem,
+        });
+    }
+
+    // Locations, grouped by proxy host.
+    let rows: Vec<LocationRow> = fetch(
+        conn,
+        scope,
+        "SELECT id, proxy_host_id, path, match_kind, balancing, forward_scheme, rewrite,
+                connect_timeout_ms, read_timeout_ms, write_timeout_ms
+         FROM locations ORDER BY proxy_host_id, position",
+        |kind| {
+            (kind == EntityKind::ProxyHost).then_some(
+                "SELECT id, proxy_host_id, path, match_kind, balancing, forward_scheme, rewrite,
+                connect_timeout_ms, read_timeout_ms, write_timeout_ms
+         FROM locations WHERE proxy_host_id = $1 ORDER BY proxy_host_id, position",
+            )
+        },
+    )
+    .await?;
+    let mut locations: Multi<Location> = HashMap::new();
+    for r in rows {
+        let l = Location {
+            path: r.path,
+            match_kind: enum_from_str(&r.match_kind, "location match_kind")?,
+            upstreams: take(&mut ch.upstreams_loc, r.id),
+            balancing: r
+                .balancing
+                .map(|b| from_json(&b, "location balancing"))
+                .transpose()?,
+            forward_scheme: r
+                .forward_scheme
+                .map(|s| enum_from_str(&s, "location forward_scheme"))
+                .transpose()?,
+            rewrite: r.rewrite,
+            request_headers: take(&mut ch.req_headers_loc, r.id),
+            response_headers: take(&mut ch.resp_headers_loc, r.id),
+            timeouts: timeouts(r.connect_timeout_ms, r.read_timeout_ms, r.write_timeout_ms)?,
+            filters: take(&mut ch.filters_loc, r.id),
+        };
+        locations.entry(r.proxy_host_id).or_default().push(l);
+    }
+
+    // Proxy hosts.
+    let rows: Vec<ProxyHostRow> = fetch(
+        conn,
+        scope,
+        "SELECT id, balancing, forward_scheme, upstream_sni, upstream_verify_tls, health_check,
+                passive_max_fails, passive_fail_timeout_ms, retries, connect_timeout_ms,
+                read_timeout_ms, write_timeout_ms, max_body_size, allow_websocket_upgrade,
+                access_list_id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains,
+                http2_support, block_exploits, enabled
+         FROM proxy_hosts ORDER BY id",
+        |kind| {
+            (kind == EntityKind::ProxyHost).then_some(
+            "SELECT id, balancing, forward_scheme, upstream_sni, upstream_verify_tls, health_check,
+                passive_max_fails, passive_fail_timeout_ms, retries, connect_timeout_ms,
+                read_timeout_ms, write_timeout_ms, max_body_size, allow_websocket_upgrade,
+                access_list_id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains,
+                http2_support, block_exploits, enabled
+         FROM proxy_hosts WHERE id = $1 ORDER BY id",
+        )
+        },
+    )
+    .await?;
+    config.proxy_hosts.reserve(rows.len());
+    for r in rows {
+        let passive = PassiveHealth {
+            max_fails: narrow(r.passive_max_fails, "passive max_fails")?,
+            fail_timeout_ms: narrow(r.passive_fail_timeout_ms, "passive fail_timeout_ms")?,
+        };
+        let h = ProxyHost {
+            id: r.id,
+            domain_names: take(&mut ch.domains_ph, r.id),
+            upstreams: take(&mut ch.upstreams_ph, r.id),
+            balancing: from_json(&r.balancing, "proxy host balancing")?,
+            forward_scheme: enum_from_str(&r.forward_scheme, "proxy host forward_scheme")?,
+            upstream_sni: r.upstream_sni,
+            upstream_verify_tls: r.upstream_verify_tls,
+            health_check: r
+                .health_check
+                .map(|s| from_json(&s, "proxy host health_check"))
+                .transpose()?,
+            passive_health: passive,
+            retries: narrow(r.retries, "proxy host retries")?,
+            timeouts: timeouts(r.connect_timeout_ms, r.read_timeout_ms, r.write_timeout_ms)?,
+            max_body_size: r
+                .max_body_size
+                .map(|v| narrow(v, "proxy host max_body_size"))
+                .transpose()?,
+            allow_websocket_upgrade: r.allow_websocket_upgrade,
+            request_headers: take(&mut ch.req_headers_ph, r.id),
+            response_headers: take(&mut ch.resp_headers_ph, r.id),
+            locations: take(&mut locations, r.id),
+            access_list_id: r.access_list_id,
+            certificate_id: r.certificate_id,
+            ssl_forced: r.ssl_forced,
+            hsts_enabled: r.hsts_enabled,
+            hsts_subdomains: r.hsts_subdomains,
+            http2_support: r.http2_support,
+            block_exploits: r.block_exploits,
+            filters: take(&mut ch.filters_ph, r.id),
+            enabled: r.enabled,
+        };
+        config.proxy_hosts.push(h);
+    }
+
+    // Redirection hosts.
+    let rows: Vec<RedirectionHostRow> = fetch(
+        conn,
+        scope,
+        "SELECT id, status, forward_scheme, forward_domain, preserve_path, certificate_id,
+                ssl_forced, hsts_enabled, hsts_subdomains, block_exploits, enabled
+         FROM redirection_hosts ORDER BY id",
+        |kind| {
+            (kind == EntityKind::RedirectionHost).then_some(
+                "SELECT id, status, forward_scheme, forward_domain, preserve_path, certificate_id,
+                ssl_forced, hsts_enabled, hsts_subdomains, block_exploits, enabled
+         FROM redirection_hosts WHERE id = $1 ORDER BY id",
+            )
+        },
+    )
+    .await?;
+    for r in rows {
+        config.redirection_hosts.push(RedirectionHost {
+            id: r.id,
+            domain_names: take(&mut ch.domains_rh, r.id),
+            status: narrow(r.status, "redirection status")?,
+            forward_scheme: r
+                .forward_scheme
+                .map(|s| enum_from_str(&s, "redirection forward_scheme"))
+                .transpose()?,
+            forward_domain: r.forward_domain,
+            preserve_path: r.preserve_path,
+            certificate_id: r.certificate_id,
+            ssl_forced: r.ssl_forced,
+            hsts_enabled: r.hsts_enabled,
+            hsts_subdomains: r.hsts_subdomains,
+            block_exploits: r.block_exploits,
+            filters: take(&mut ch.filters_rh, r.id),
+            enabled: r.enabled,
+        });
+    }
+
+    // 404 hosts.
+    let rows: Vec<DeadHostRow> = fetch(
+        conn,
+        scope,
+        "SELECT id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, enabled
+         FROM dead_hosts ORDER BY id",
+        |kind| {
+            (kind == EntityKind::DeadHost).then_some(
+                "SELECT id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, enabled
+         FROM dead_hosts WHERE id = $1 ORDER BY id",
+            )
+        },
+    )
+    .await?;
+    for r in rows {
+        config.dead_hosts.push(DeadHost {
+            id: r.id,
+            domain_names: take(&mut ch.domains_dh, r.id),
+            certificate_id: r.certificate_id,
+            ssl_forced: r.ssl_forced,
+            hsts_enabled: r.hsts_enabled,
+            hsts_subdomains: r.hsts_subdomains,
+            filters: take(&mut ch.filters_dh, r.id),
+            enabled: r.enabled,
+        });
+    }
+
+    // Streams.
+    let rows: Vec<StreamRow> = fetch(
+        conn,
+        scope,
+        "SELECT id, incoming_port, bind_address, protocol, balancing, access_list_id,
+                certificate_id, proxy_protocol, idle_timeout_ms, enabled
+         FROM streams ORDER BY id",
+        |kind| {
+            (kind == EntityKind::Stream).then_some(
+                "SELECT id, incoming_port, bind_address, protocol, balancing, access_list_id,
+                certificate_id, proxy_protocol, idle_timeout_ms, enabled
+         FROM streams WHERE id = $1 ORDER BY id",
+            )
+        },
+    )
+    .await?;
+    for r in rows {
+        config.streams.push(Stream {
+            id: r.id,
+            incoming_port: narrow(r.incoming_port, "stream incoming_port")?,
+            bind_address: r.bind_address,
+            protocol: enum_from_str(&r.protocol, "stream protocol")?,
+            upstreams: take(&mut ch.upstreams_stream, r.id),
+            balancing: from_json(&r.balancing, "stream balancing")?,
+            access_list_id: r.access_list_id,
+            certificate_id: r.certificate_id,
+            proxy_protocol: r
+                .proxy_protocol
+                .map(|v| narrow(v, "stream proxy_protocol"))
+                .transpose()?,
+            idle_timeout_ms: narrow(r.idle_timeout_ms, "stream idle_timeout_ms")?,
+            enabled: r.enabled,
+        });
+    }
+
+    if let Scope::All = scope {
+        config.settings = load_settings(conn).await?;
+    }
+    Ok(config)
+}
+
+/// Loads the settings rows into [`Settings`]; missing keys take defaults.
+pub(crate) async fn load_settings(conn: &mut PgConnection) -> Result<Settings, StoreError> {
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM settings")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+    let mut map = serde_json::Map::new();
+    for (key, value) in rows {
+        let v: serde_json::Value = from_json(&value, "settings")?;
+        map.insert(key, v);
+    }
+    serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| StoreError::Corrupt(format!("settings: {e}")))
+}

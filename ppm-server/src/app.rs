@@ -17,7 +17,7 @@ use ppm_core::pingora_core::server::{RunArgs, Server, ShutdownWatch};
 use ppm_core::pingora_core::services::background::{background_service, BackgroundService};
 use ppm_core::tls::ParsedCertificate;
 use ppm_store::accounts::NewUser;
-use ppm_store::SqliteStore;
+use ppm_store::AnyStore;
 use tower::Service;
 
 use crate::api::{self, State};
@@ -32,7 +32,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Everything built before the servers start.
 pub struct Prepared {
     /// The store.
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<AnyStore>,
     /// The engine.
     pub engine: ProxyEngine,
     /// The API router, with state.
@@ -53,14 +53,15 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
             settings.data_dir.display()
         )
     })?;
-    let store = SqliteStore::open_dir(&settings.data_dir)
+    let store = AnyStore::open(settings.database_url.as_deref(), &settings.data_dir)
         .await
-        .map_err(|e| {
-            anyhow!(
+        .map_err(|e| match &settings.database_url {
+            Some(_) => anyhow!("--database-url: {}", api::error::display_chain(&e)),
+            None => anyhow!(
                 "--data-dir {}: {}",
                 settings.data_dir.display(),
                 api::error::display_chain(&e)
-            )
+            ),
         })?;
     let store = Arc::new(store);
 
@@ -122,7 +123,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
 /// nothing (and no default certificate is set): generated on first run and
 /// kept in the database, so it stays the same across restarts. It names no
 /// tenant.
-async fn tls_fallback(store: &SqliteStore) -> anyhow::Result<ParsedCertificate> {
+async fn tls_fallback(store: &AnyStore) -> anyhow::Result<ParsedCertificate> {
     #[derive(serde::Serialize, serde::Deserialize)]
     struct Pair {
         certificate_pem: String,
@@ -152,7 +153,7 @@ fn base64_encode(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(b)
 }
 
-async fn ensure_admin(store: &SqliteStore, settings: &Settings) -> anyhow::Result<()> {
+async fn ensure_admin(store: &AnyStore, settings: &Settings) -> anyhow::Result<()> {
     if !store
         .list_users()
         .await

@@ -24,6 +24,13 @@ pub struct Settings {
     #[arg(long, env = "PPM_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
+    /// The config database: `sqlite:///path/ppm.db` or
+    /// `postgres://user:password@host:5432/database` (several nodes can
+    /// share one PostgreSQL database; see docs/clustering.md). Default: the
+    /// SQLite file `ppm.db` in the data directory.
+    #[arg(long, env = "PPM_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
     /// Address of the API (and dashboard) listener.
     #[arg(long, env = "PPM_API_LISTEN", default_value = "0.0.0.0:81")]
     pub api_listen: SocketAddr,
@@ -92,6 +99,9 @@ impl Settings {
                     return Err(format!("{a} and {b} both use port {}", aa.port()));
                 }
             }
+        }
+        if let Some(url) = &self.database_url {
+            ppm_store::DatabaseUrl::parse(url).map_err(|m| format!("--database-url: {m}"))?;
         }
         for (i, t) in self.trusted_proxies.iter().enumerate() {
             ppm_core::validate::cidr(t).map_err(|m| format!("--trusted-proxies[{i}]: {m}"))?;

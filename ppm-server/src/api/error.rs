@@ -147,6 +147,9 @@ impl From<WriteError> for ApiError {
             WriteError::InUse { .. } => ApiError::conflict(e.to_string()),
             WriteError::UnknownRevision(_) => ApiError::not_found(e.to_string()),
             WriteError::Format(_) => ApiError::bad_request(e.to_string()),
+            WriteError::Unavailable(m) => ApiError::unavailable(format!(
+                "the config database is unavailable, nothing was written: {m}"
+            )),
             other => ApiError::internal(display_chain(&other)),
         }
     }
@@ -154,7 +157,12 @@ impl From<WriteError> for ApiError {
 
 impl From<ppm_core::error::StoreError> for ApiError {
     fn from(e: ppm_core::error::StoreError) -> Self {
-        ApiError::internal(display_chain(&e))
+        match e {
+            ppm_core::error::StoreError::Unavailable(m) => {
+                ApiError::unavailable(format!("the config database is unavailable: {m}"))
+            }
+            e => ApiError::internal(display_chain(&e)),
+        }
     }
 }
 

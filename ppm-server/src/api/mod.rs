@@ -16,7 +16,7 @@ use axum::http::request::Parts;
 use axum::Router;
 use ppm_core::engine::EngineHandle;
 use ppm_core::forwarded::TrustedProxies;
-use ppm_store::SqliteStore;
+use ppm_store::AnyStore;
 use serde::de::DeserializeOwned;
 
 pub use access::{Access, Auth, Role};
@@ -31,7 +31,7 @@ pub const MAX_BODY: usize = 4 << 20;
 /// Everything handlers share.
 pub struct State {
     /// The config and account store.
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<AnyStore>,
     /// The running engine.
     pub engine: EngineHandle,
     /// Session token signer.

@@ -179,7 +179,7 @@ impl FromRequestParts<AppState> for Auth {
                 .store
                 .get_user(t.user_id)
                 .await
-                .map_err(|_| ApiError::unauthorized("the token's user no longer exists"))?;
+                .map_err(|e| user_lookup_error(e, "the token's user no longer exists"))?;
             let role = active_role(&user)?;
             let _ = state.store.touch_api_token(t.id).await;
             return Ok(Auth {
@@ -197,7 +197,7 @@ impl FromRequestParts<AppState> for Auth {
             .store
             .get_user(claims.sub)
             .await
-            .map_err(|_| ApiError::unauthorized("the session's user no longer exists"))?;
+            .map_err(|e| user_lookup_error(e, "the session's user no longer exists"))?;
         if claims.pwv != user.password_changed_at.unwrap_or(0) {
             return Err(ApiError::unauthorized(
                 "the password changed since this session began; log in again",
@@ -218,4 +218,13 @@ fn active_role(user: &User) -> Result<Role, ApiError> {
         return Err(ApiError::unauthorized("this user is disabled"));
     }
     Role::parse(&user.role).ok_or_else(|| ApiError::unauthorized("this user has no valid role"))
+}
+
+/// A failed user lookup while authenticating: 401 when the user is gone,
+/// the store's own error (503 while the database is unreachable) otherwise.
+fn user_lookup_error(e: ppm_store::WriteError, gone: &'static str) -> ApiError {
+    match e {
+        ppm_store::WriteError::NotFound { .. } => ApiError::unauthorized(gone),
+        other => ApiError::from(other),
+    }
 }

@@ -43,6 +43,10 @@ pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 pub const MAX_RETRIES: u32 = 10;
 /// Largest weight an upstream may have.
 pub const MAX_WEIGHT: u32 = 1000;
+/// Shortest idle timeout of a stream, in milliseconds.
+pub const MIN_STREAM_IDLE_MS: u64 = 100;
+/// Longest idle timeout of a stream, in milliseconds (one day).
+pub const MAX_STREAM_IDLE_MS: u64 = 86_400_000;
 /// Size limit of a compiled location regex, in bytes.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
@@ -139,6 +143,9 @@ pub struct CompiledConfig {
     pub(crate) trusted: TrustedProxies,
     pub(crate) groups: GroupMap,
     pub(crate) certs: CertificateTable,
+    /// Enabled streams, in config order.
+    #[cfg(feature = "streams")]
+    pub(crate) streams: Vec<Arc<crate::stream::CompiledStream>>,
 }
 
 impl CompiledConfig {
@@ -197,7 +204,15 @@ impl CompiledConfig {
             trusted: TrustedProxies::default(),
             groups: GroupMap::default(),
             certs: CertificateTable::default(),
+            #[cfg(feature = "streams")]
+            streams: Vec::new(),
         }
+    }
+
+    /// The enabled streams, in config order.
+    #[cfg(feature = "streams")]
+    pub fn streams(&self) -> &[Arc<crate::stream::CompiledStream>] {
+        &self.streams
     }
 }
 
@@ -453,7 +468,34 @@ fn check_model(config: &Config, check_regex: bool, errs: &mut Errors) {
         if let Some(v) = s.proxy_protocol {
             if v != 1 && v != 2 {
                 errs.push(format!("{p}.proxy_protocol"), "must be 1 or 2");
+            } else if s.protocol == crate::config::StreamProtocol::Udp {
+                errs.push(
+                    format!("{p}.proxy_protocol"),
+                    "applies to TCP only; this stream is UDP",
+                );
             }
+        }
+        if s.certificate_id.is_some() && s.protocol == crate::config::StreamProtocol::Udp {
+            errs.push(
+                format!("{p}.certificate_id"),
+                "TLS termination applies to TCP only; this stream is UDP",
+            );
+        }
+        if !(MIN_STREAM_IDLE_MS..=MAX_STREAM_IDLE_MS).contains(&s.idle_timeout_ms) {
+            errs.push(
+                format!("{p}.idle_timeout_ms"),
+                format!("must be {MIN_STREAM_IDLE_MS}..={MAX_STREAM_IDLE_MS}"),
+            );
+        }
+        match &s.balancing {
+            Balancing::ConsistentHash {
+                key: HashKey::ClientIp,
+            } => {}
+            Balancing::ConsistentHash { .. } => errs.push(
+                format!("{p}.balancing.key"),
+                "streams hash on the client IP only",
+            ),
+            _ => {}
         }
         if s.enabled {
             use crate::config::StreamProtocol as P;
@@ -831,6 +873,9 @@ impl Compiler<'_> {
             }
         };
 
+        #[cfg(feature = "streams")]
+        let streams = self.streams();
+
         Some(CompiledConfig {
             revision,
             source,
@@ -841,6 +886,8 @@ impl Compiler<'_> {
             trusted,
             groups: std::mem::take(&mut self.groups),
             certs,
+            #[cfg(feature = "streams")]
+            streams,
         })
     }
 
@@ -986,6 +1033,23 @@ impl Compiler<'_> {
         h: &ProxyHost,
         p: &str,
     ) -> Option<Arc<UpstreamGroup>> {
+        let members = self.members(ups, p)?;
+        self.group_for(
+            GroupSpec {
+                members,
+                balancing: balancing.clone(),
+                scheme,
+                sni: h.upstream_sni.clone().unwrap_or_default(),
+                verify_tls: h.upstream_verify_tls,
+                health_check: h.health_check.clone(),
+                passive: h.passive_health.clone(),
+            },
+            p,
+        )
+    }
+
+    /// Resolves a group's upstreams; errors are reported at `{p}[j].host`.
+    fn members(&mut self, ups: &[Upstream], p: &str) -> Option<Vec<MemberSpec>> {
         let mut members = Vec::with_capacity(ups.len());
         let mut ok = true;
         for (j, u) in ups.iter().enumerate() {
@@ -1009,18 +1073,12 @@ impl Compiler<'_> {
                 }
             }
         }
-        if !ok {
-            return None;
-        }
-        let spec = GroupSpec {
-            members,
-            balancing: balancing.clone(),
-            scheme,
-            sni: h.upstream_sni.clone().unwrap_or_default(),
-            verify_tls: h.upstream_verify_tls,
-            health_check: h.health_check.clone(),
-            passive: h.passive_health.clone(),
-        };
+        ok.then_some(members)
+    }
+
+    /// The group for `spec`: shared with an equal spec of this config or
+    /// reused from the previous one (keeping its health state), else new.
+    fn group_for(&mut self, spec: GroupSpec, p: &str) -> Option<Arc<UpstreamGroup>> {
         if let Some(g) = self.groups.get(&spec) {
             return Some(g.clone());
         }
@@ -1039,6 +1097,76 @@ impl Compiler<'_> {
                 None
             }
         }
+    }
+
+    /// Builds the enabled streams.
+    #[cfg(feature = "streams")]
+    fn streams(&mut self) -> Vec<Arc<crate::stream::CompiledStream>> {
+        use crate::config::StreamProtocol;
+        use crate::stream::{proxy_protocol, CidrRules, CompiledStream};
+
+        let config = self.config;
+        let mut out = Vec::with_capacity(config.streams.len());
+        for (i, s) in config.streams.iter().enumerate() {
+            if !s.enabled {
+                continue;
+            }
+            let p = format!("streams[{i}]");
+            let Some(bind) = crate::stream::bind_addr(s) else {
+                // The model check reported it.
+                continue;
+            };
+            let Some(members) = self.members(&s.upstreams, &format!("{p}.upstreams")) else {
+                continue;
+            };
+            // TCP streams with a choice of upstreams check them with TCP
+            // connects; UDP upstreams may not accept TCP at all.
+            let health_check =
+                (s.protocol != StreamProtocol::Udp && members.len() > 1).then(HealthCheck::default);
+            let spec = GroupSpec {
+                members,
+                balancing: s.balancing.clone(),
+                scheme: Scheme::Http,
+                sni: String::new(),
+                verify_tls: false,
+                health_check,
+                passive: crate::config::PassiveHealth::default(),
+            };
+            let Some(group) = self.group_for(spec, &format!("{p}.upstreams")) else {
+                continue;
+            };
+            let acl = match s.access_list_id {
+                None => None,
+                Some(id) => match config.access_lists.iter().find(|a| a.id == id) {
+                    Some(list) => match CidrRules::new(list) {
+                        Ok(r) => Some(r),
+                        Err(m) => {
+                            self.errs.push(format!("{p}.access_list_id"), m);
+                            continue;
+                        }
+                    },
+                    None => {
+                        self.errs.push(
+                            format!("{p}.access_list_id"),
+                            format!("access list {id} does not exist"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            out.push(Arc::new(CompiledStream {
+                id: s.id,
+                bind,
+                protocol: s.protocol,
+                group,
+                acl,
+                proxy_protocol: s
+                    .proxy_protocol
+                    .and_then(proxy_protocol::Version::from_number),
+                idle_timeout: Duration::from_millis(s.idle_timeout_ms),
+            }));
+        }
+        out
     }
 
     fn build_filter(&mut self, spec: &FilterSpec, path: &str) -> Option<FilterEntry> {

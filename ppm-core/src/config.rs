@@ -641,9 +641,12 @@ pub struct Stream {
     pub access_list_id: Option<Id>,
     /// Terminate TLS with this certificate (TCP only).
     pub certificate_id: Option<Id>,
-    /// Send a PROXY protocol header to the upstream: `None`, 1 or 2.
+    /// Send a PROXY protocol header to TCP upstreams: `None`, 1 or 2.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 2)))]
     pub proxy_protocol: Option<u8>,
-    /// Close a connection (or UDP session) idle this long, in milliseconds.
+    /// Close a connection (or UDP session) after this many milliseconds
+    /// without traffic either way, 100..=86_400_000 (not a lifetime cap).
+    #[cfg_attr(feature = "schema", schemars(range(min = 100, max = 86_400_000)))]
     pub idle_timeout_ms: u64,
     /// A disabled stream does not listen.
     pub enabled: bool,

@@ -71,6 +71,8 @@ pub struct ProxyEngineBuilder {
     registry: FilterRegistry,
     global_filters: Vec<FilterEntry>,
     poll_interval: Duration,
+    #[cfg(feature = "streams")]
+    stream_options: crate::stream::StreamOptions,
 }
 
 impl ProxyEngineBuilder {
@@ -98,9 +100,23 @@ impl ProxyEngineBuilder {
         self
     }
 
-    /// Loads, validates and compiles the first config.
+    /// Tuning of the layer-4 stream runtime (grace period, UDP session
+    /// bound, the runtime stream tasks run on).
+    #[cfg(feature = "streams")]
+    pub fn stream_options(mut self, options: crate::stream::StreamOptions) -> Self {
+        self.stream_options = options;
+        self
+    }
+
+    /// Loads, validates and compiles the first config, and starts its
+    /// streams. A stream that cannot bind its port does not fail the build:
+    /// it is logged and reported by
+    /// [`StreamManager::status`](crate::stream::StreamManager::status).
     pub async fn build(self) -> Result<ProxyEngine, BuildError> {
         let store = self.store.ok_or(BuildError::NoStore)?;
+        #[cfg(feature = "streams")]
+        let streams =
+            crate::stream::StreamManager::new(self.stream_options).map_err(BuildError::Streams)?;
         let snapshot = store.load().await?;
         let inner = Arc::new(Inner {
             current: ArcSwap::from_pointee(CompiledConfig::empty()),
@@ -110,9 +126,13 @@ impl ProxyEngineBuilder {
             reload_lock: tokio::sync::Mutex::new(()),
             last_error: Mutex::new(None),
             poll_interval: self.poll_interval,
+            #[cfg(feature = "streams")]
+            streams,
         });
-        let compiled = inner.compile_blocking(snapshot, true).await?;
-        inner.current.store(Arc::new(compiled));
+        let compiled = Arc::new(inner.compile_blocking(snapshot, true).await?);
+        inner.current.store(compiled.clone());
+        #[cfg(feature = "streams")]
+        inner.streams.apply(&compiled).await;
         Ok(ProxyEngine {
             handle: EngineHandle { inner },
         })
@@ -127,6 +147,8 @@ struct Inner {
     reload_lock: tokio::sync::Mutex<()>,
     last_error: Mutex<Option<(u64, ConfigError)>>,
     poll_interval: Duration,
+    #[cfg(feature = "streams")]
+    streams: crate::stream::StreamManager,
 }
 
 impl Inner {
@@ -173,6 +195,8 @@ impl ProxyEngine {
             registry: FilterRegistry::new(),
             global_filters: Vec::new(),
             poll_interval: DEFAULT_POLL_INTERVAL,
+            #[cfg(feature = "streams")]
+            stream_options: crate::stream::StreamOptions::default(),
         }
     }
 
@@ -276,7 +300,13 @@ impl EngineHandle {
         let revision = snapshot.revision;
         match self.inner.compile_blocking(snapshot, false).await {
             Ok(compiled) => {
-                let old = self.inner.current.swap(Arc::new(compiled));
+                let compiled = Arc::new(compiled);
+                let old = self.inner.current.swap(compiled.clone());
+                // Streams follow before the reload returns, so a caller
+                // that waits on the reload finds the listeners bound.
+                #[cfg(feature = "streams")]
+                self.inner.streams.apply(&compiled).await;
+                drop(compiled);
                 // Freeing a large config takes a while: not on this task.
                 drop_off_thread(old);
                 if let Ok(mut e) = self.inner.last_error.lock() {
@@ -306,6 +336,21 @@ impl EngineHandle {
         let compiled = self.inner.compile_blocking(snapshot, false).await?;
         drop_off_thread(compiled);
         Ok(())
+    }
+
+    /// The layer-4 stream manager: status, counters, and
+    /// [`reserve`](crate::stream::StreamManager::reserve) for control planes
+    /// that bind new listeners before committing a change.
+    #[cfg(feature = "streams")]
+    pub fn streams(&self) -> crate::stream::StreamManager {
+        self.inner.streams.clone()
+    }
+
+    /// Counters of every running stream (lock-free); see
+    /// [`StreamManager::stats`](crate::stream::StreamManager::stats).
+    #[cfg(feature = "streams")]
+    pub fn stream_stats(&self) -> Vec<crate::stream::StreamStats> {
+        self.inner.streams.stats()
     }
 
     /// The last rejected revision and why, if the latest reload failed.

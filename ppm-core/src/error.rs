@@ -111,6 +111,9 @@ pub enum BuildError {
     /// The initial config is invalid.
     #[error("the initial config is invalid")]
     Config(#[from] ConfigError),
+    /// The stream runtime could not start (no tokio runtime to run on).
+    #[error("the stream runtime could not start")]
+    Streams(#[source] std::io::Error),
 }
 
 /// A reload did not apply; the previous config keeps serving.

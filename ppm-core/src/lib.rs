@@ -43,6 +43,8 @@ pub mod filter;
 pub mod forwarded;
 pub mod router;
 pub mod store;
+#[cfg(feature = "streams")]
+pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;

@@ -84,6 +84,10 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
     let engine = ProxyEngine::builder()
         .store(store.clone())
         .registry(ppm_filters::default_registry())
+        .stream_options(
+            ppm_core::stream::StreamOptions::new()
+                .grace_period(Duration::from_secs(settings.grace_period)),
+        )
         .build()
         .await
         .map_err(|e| {
@@ -215,10 +219,12 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     drop(bind("--https-listen", settings.https_listen)?);
 
     // Setup runs on its own runtime, kept alive while the server runs: the
-    // store's pool and change poller live there.
+    // store's pool and change poller live there, and so do the L4 streams
+    // (Pingora cannot add listeners at runtime), hence one worker per
+    // proxy thread.
     let setup = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("ppm-store")
+        .worker_threads(usize::from(settings.threads))
+        .thread_name("ppm-runtime")
         .enable_all()
         .build()
         .context("starting the setup runtime")?;

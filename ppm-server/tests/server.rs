@@ -1421,3 +1421,258 @@ async fn certificates_upload_details_and_sni() {
     let (peer, _) = tls_connect(https2, None, &[], None).await.unwrap();
     assert_eq!(peer.fingerprint, fallback_fp);
 }
+
+/// A TCP upstream that sends `tag\n`, then echoes until EOF.
+async fn tagged_upstream(tag: &'static str) -> u16 {
+    use tokio::io::AsyncWriteExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                if s.write_all(format!("{tag}\n").as_bytes()).await.is_ok() {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Connects to a stream port and reads the upstream's tag line.
+async fn stream_tag(port: u16) -> (tokio::net::TcpStream, String) {
+    use tokio::io::AsyncReadExt;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        if n == 0 || b[0] == b'\n' {
+            break;
+        }
+        line.push(b[0]);
+    }
+    (s, String::from_utf8(line).unwrap())
+}
+
+async fn echo_through(s: &mut tokio::net::TcpStream, data: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(data).await.unwrap();
+    let mut back = vec![0u8; data.len()];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, data);
+}
+
+fn stream_body(port: u16, protocol: &str, upstream: u16) -> Value {
+    json!({
+        "incoming_port": port,
+        "bind_address": "127.0.0.1",
+        "protocol": protocol,
+        "upstreams": [{"host": "127.0.0.1", "port": upstream, "weight": 1}],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_start_change_and_stop_within_the_request() {
+    let ppm = Ppm::start(true).await;
+    let t = ppm.admin_token().await;
+    let a = tagged_upstream("a").await;
+    let b = tagged_upstream("b").await;
+    let port = free_port().unwrap();
+
+    // Create: the listener is bound when the API answers.
+    let r = ppm
+        .call(
+            "POST",
+            "/api/streams",
+            Some(&t),
+            Some(stream_body(port, "tcp", a)),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_i64().unwrap();
+    let (mut old, tag) = stream_tag(port).await;
+    assert_eq!(tag, "a");
+    let st = ppm.call("GET", "/api/streams/status", Some(&t), None).await;
+    assert_eq!(st.status, 200, "{}", st.text());
+    assert_eq!(st.json()[0]["id"], id);
+    assert_eq!(st.json()[0]["listeners"][0]["listening"], true);
+
+    // Change the upstream: new connections reach b, the open one stays on a.
+    let r = ppm
+        .call(
+            "PUT",
+            &format!("/api/streams/{id}"),
+            Some(&t),
+            Some(stream_body(port, "tcp", b)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (mut new, tag) = stream_tag(port).await;
+    assert_eq!(tag, "b");
+    echo_through(&mut old, b"the old connection keeps working").await;
+    echo_through(&mut new, b"and so does the new one").await;
+
+    // A port another program holds: 409 naming the field, nothing stored,
+    // the running stream untouched.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().port();
+    let r = ppm
+        .call(
+            "POST",
+            "/api/streams",
+            Some(&t),
+            Some(stream_body(taken, "tcp", a)),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "port_in_use");
+    assert_eq!(field_paths(&r), vec!["incoming_port"]);
+    assert!(r.text().contains(&taken.to_string()), "{}", r.text());
+    let r = ppm
+        .call(
+            "PUT",
+            &format!("/api/streams/{id}"),
+            Some(&t),
+            Some(stream_body(taken, "tcp", a)),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    let list = ppm.call("GET", "/api/streams", Some(&t), None).await.json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["incoming_port"], port);
+    assert_eq!(list[0]["upstreams"][0]["port"], b);
+    let (_c, tag) = stream_tag(port).await;
+    assert_eq!(tag, "b");
+    drop(held);
+
+    // ppm-server's own port: 422 naming the field.
+    let r = ppm
+        .call(
+            "POST",
+            "/api/streams",
+            Some(&t),
+            Some(stream_body(ppm.http.port(), "tcp", a)),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(field_paths(&r), vec!["incoming_port"]);
+
+    // A privileged port, when this process may not bind one.
+    if matches!(
+        std::net::TcpListener::bind("127.0.0.1:1"),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied
+    ) {
+        let r = ppm
+            .call(
+                "POST",
+                "/api/streams",
+                Some(&t),
+                Some(stream_body(1, "tcp", a)),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], "cannot_listen");
+        assert!(r.text().contains("privileged"), "{}", r.text());
+    }
+
+    // UDP through the API.
+    let udp_up = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let udp_port = udp_up.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = udp_up.recv_from(&mut buf).await {
+            let _ = udp_up.send_to(&buf[..n], from).await;
+        }
+    });
+    let uport = free_port().unwrap();
+    let r = ppm
+        .call(
+            "POST",
+            "/api/streams",
+            Some(&t),
+            Some(stream_body(uport, "udp", udp_port)),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let uid = r.json()["id"].as_i64().unwrap();
+    let c = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    c.connect(("127.0.0.1", uport)).await.unwrap();
+    let mut buf = [0u8; 64];
+    let mut answered = false;
+    for _ in 0..5 {
+        c.send(b"datagram").await.unwrap();
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), c.recv(&mut buf)).await {
+            assert_eq!(&buf[..n], b"datagram");
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered);
+
+    // Delete: the listener is gone when the API answers.
+    let r = ppm
+        .call("DELETE", &format!("/api/streams/{id}"), Some(&t), None)
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err());
+    let r = ppm
+        .call("DELETE", &format!("/api/streams/{uid}"), Some(&t), None)
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    // The UDP port is free again.
+    drop(std::net::UdpSocket::bind(("127.0.0.1", uport)).unwrap());
+    let st = ppm.call("GET", "/api/streams/status", Some(&t), None).await;
+    assert_eq!(st.json(), json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_start_from_the_store_and_report_bind_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let a = tagged_upstream("a").await;
+    let (p1, p2) = (free_port().unwrap(), free_port().unwrap());
+    {
+        let mut ppm = Ppm::start_in(&data, true, tmp.path().join("log1")).await;
+        let t = ppm.admin_token().await;
+        for p in [p1, p2] {
+            let r = ppm
+                .call(
+                    "POST",
+                    "/api/streams",
+                    Some(&t),
+                    Some(stream_body(p, "tcp", a)),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", r.text());
+        }
+        ppm.signal("INT");
+        assert!(ppm.wait_exit(Duration::from_secs(20)).is_some());
+    }
+    // Another program takes p2 while ppm-server is down.
+    let held = std::net::TcpListener::bind(("127.0.0.1", p2)).unwrap();
+    let ppm = Ppm::start_in(&data, true, tmp.path().join("log2")).await;
+    let t = ppm.admin_token().await;
+    let (_c, tag) = stream_tag(p1).await;
+    assert_eq!(tag, "a");
+    let st = ppm
+        .call("GET", "/api/streams/status", Some(&t), None)
+        .await
+        .json();
+    assert_eq!(st[0]["listeners"][0]["listening"], true);
+    assert_eq!(st[1]["listeners"][0]["listening"], false);
+    let err = st[1]["listeners"][0]["error"].as_str().unwrap();
+    assert!(err.contains("already in use"), "{err}");
+    drop(held);
+}

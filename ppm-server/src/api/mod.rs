@@ -6,6 +6,7 @@ pub mod error;
 pub mod openapi;
 mod resources;
 mod routes;
+mod streams;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -448,6 +448,17 @@ pub fn document() -> Value {
         None,
         (200, Some(gh)),
     );
+    let ss = d.schema::<Vec<ppm_core::stream::StreamStatus>>();
+    d.op(
+        "get",
+        "/api/streams/status",
+        "streams",
+        "Listeners (bound, or why not) and counters of every stream",
+        Sec::Bearer,
+        vec![],
+        None,
+        (200, Some(ss)),
+    );
     let au = d.schema::<Vec<AuditEntry>>();
     d.op(
         "get",

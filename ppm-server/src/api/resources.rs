@@ -467,6 +467,7 @@ pub(super) async fn write<R: Resource>(
             ("delete", Some(before), None)
         }
     };
+    let streams = super::streams::streams_of(&candidate);
     if let Err(e) = state.engine.check(candidate).await {
         let err = ApiError::from(e);
         return Err(match index {
@@ -480,6 +481,12 @@ pub(super) async fn write<R: Resource>(
             }
         });
     }
+    // New listeners are bound before the commit: a port that cannot be
+    // bound refuses the change with nothing stored.
+    let reservation = super::streams::reserve(state, &streams).map_err(|e| match index {
+        Some(i) => e.relative_to(&format!("{}[{i}]", R::FIELD)),
+        None => e,
+    })?;
     let ctx = WriteContext::new(auth.actor()).client_ip(ip.to_string());
     let committed = match change {
         Write::Create(e) => state.store.create(&ctx, e.into_entity()).await?,
@@ -487,6 +494,7 @@ pub(super) async fn write<R: Resource>(
         Write::Delete(id) => state.store.delete(&ctx, R::KIND, id).await?,
     };
     state.apply(committed.revision).await?;
+    drop(reservation);
     let stored = R::from_entity(committed.value)
         .ok_or_else(|| ApiError::internal("the store returned another entity kind"))?;
     let mut audit = AuditEntry::new(auth.actor(), action, R::PATH);

@@ -51,6 +51,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/tokens/{id}", get(get_token).delete(revoke_token))
         .route("/api/settings", get(get_settings).put(put_settings))
         .route("/api/upstreams/health", get(upstream_health))
+        .route("/api/streams/status", get(super::streams::status))
         .route("/api/audit-log", get(audit_log))
         .route("/api/config/export", get(export))
         .route("/api/config/import", post(import))
@@ -814,13 +815,19 @@ async fn import(
         }
     }
     let counts = Counts::from(&candidate);
-    state.engine.check(candidate).await.map_err(|e| {
-        let mut e = ApiError::from(e);
+    let streams = super::streams::streams_of(&candidate);
+    let prefixed = |mut e: ApiError| {
         for f in &mut e.fields {
             f.path = format!("config.{}", f.path);
         }
         e
-    })?;
+    };
+    state
+        .engine
+        .check(candidate)
+        .await
+        .map_err(|e| prefixed(ApiError::from(e)))?;
+    let reservation = super::streams::reserve(&state, &streams).map_err(prefixed)?;
     if q.dry_run {
         return Ok(Json(ImportResult {
             dry_run: true,
@@ -831,6 +838,7 @@ async fn import(
     let ctx = WriteContext::new(auth.actor()).client_ip(ip.to_string());
     let committed = state.store.import(&ctx, doc).await?;
     state.apply(committed.revision).await?;
+    drop(reservation);
     audit(&state, &auth, ip, "import", "config", None, None, None).await;
     Ok(Json(ImportResult {
         dry_run: false,
@@ -897,10 +905,13 @@ async fn rollback(
     auth.require("config", Access::Write)?;
     let _guard = state.write_lock.lock().await;
     let old = state.store.snapshot_at(revision).await?;
+    let streams = super::streams::streams_of(&old.config);
     state.engine.check(old.config).await?;
+    let reservation = super::streams::reserve(&state, &streams)?;
     let ctx = WriteContext::new(auth.actor()).client_ip(ip.to_string());
     let committed = state.store.rollback(&ctx, revision).await?;
     state.apply(committed.revision).await?;
+    drop(reservation);
     audit(
         &state,
         &auth,

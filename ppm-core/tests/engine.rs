@@ -859,7 +859,7 @@ async fn tls_termination_selects_certificates_by_sni() {
         .await
         .unwrap();
     let renewed = self_signed(&["b.test"], 9).unwrap();
-    store.update(|c| {
+    let target = store.update(|c| {
         c.certificates[1].certificate_pem = renewed.0.clone();
         c.certificates[1].private_key_pem = renewed.1.clone();
     });
@@ -871,7 +871,6 @@ async fn tls_termination_selects_certificates_by_sni() {
             .0
             .fingerprint
     };
-    let target = handle.revision() + 1;
     assert!(
         wait_until(Duration::from_secs(5), || async {
             handle.revision() >= target
@@ -889,7 +888,6 @@ async fn tls_termination_selects_certificates_by_sni() {
 
     // The configured default replaces the fallback for unknown names.
     store.update(|c| c.settings.default_certificate_id = Some(3));
-    let target = handle.revision() + 1;
     assert!(
         wait_until(Duration::from_secs(5), || async {
             handle.revision() >= target

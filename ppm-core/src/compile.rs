@@ -475,10 +475,11 @@ fn check_model(config: &Config, check_regex: bool, errs: &mut Errors) {
                 );
             }
         }
-        if s.certificate_id.is_some() && s.protocol == crate::config::StreamProtocol::Udp {
+        if s.certificate_id.is_some() {
+            // Refused rather than silently forwarding in plain text.
             errs.push(
                 format!("{p}.certificate_id"),
-                "TLS termination applies to TCP only; this stream is UDP",
+                "TLS termination of streams is not available yet; leave certificate_id unset",
             );
         }
         if !(MIN_STREAM_IDLE_MS..=MAX_STREAM_IDLE_MS).contains(&s.idle_timeout_ms) {

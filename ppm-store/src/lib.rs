@@ -90,5 +90,5 @@ pub use model::{
 };
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
-pub use sqlite::{SqliteOptions, SqliteStore, DB_FILE_NAME};
+pub use sqlite::{Durability, SqliteOptions, SqliteStore, DB_FILE_NAME};
 pub use writer::{keep_secrets, ConfigWriter, ConfigWriterExt};

@@ -18,7 +18,7 @@ pub(crate) fn enum_to_str<T: Serialize>(value: &T) -> Result<String, WriteError>
 
 /// Parses a unit enum variant from its serde name.
 pub(crate) fn enum_from_str<T: DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(s))
         .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 

@@ -50,6 +50,37 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// Connections for reads (`load`, history). Default 4.
     pub max_readers: u32,
+    /// How far a commit is on disk before a write returns. Default
+    /// [`Durability::Full`].
+    pub durability: Durability,
+}
+
+/// How far a commit is on disk when a write returns (SQLite's
+/// `synchronous` setting; the database runs in WAL mode either way, so it
+/// stays consistent and uncorrupted after any crash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// `synchronous=FULL`: each commit is synced to the disk before the
+    /// write returns, so a committed write survives a power loss or an OS
+    /// crash. Costs one sync of the log per write.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a committed write survives a crash or kill of
+    /// the process, but the last writes before a power loss or an OS crash
+    /// may be lost (the database then holds an earlier revision, whole).
+    /// The log is synced at checkpoints only, which makes single writes
+    /// several times faster.
+    Normal,
+}
+
+impl Durability {
+    fn synchronous(self) -> SqliteSynchronous {
+        match self {
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::Normal => SqliteSynchronous::Normal,
+        }
+    }
 }
 
 impl Default for SqliteOptions {
@@ -58,6 +89,7 @@ impl Default for SqliteOptions {
             poll_interval: Some(Duration::from_millis(500)),
             busy_timeout: Duration::from_secs(5),
             max_readers: 4,
+            durability: Durability::Full,
         }
     }
 }
@@ -79,6 +111,13 @@ impl SqliteOptions {
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// Sets how far a commit is on disk before a write returns.
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
         self
     }
 
@@ -186,7 +225,7 @@ impl SqliteStore {
             .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(options.durability.synchronous())
             .foreign_keys(true)
             .busy_timeout(options.busy_timeout);
         let write = SqlitePoolOptions::new()
@@ -630,5 +669,33 @@ impl ConfigWriter for SqliteStore {
             }
         }
         Ok(Snapshot { revision, config })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn durability_sets_synchronous_on_every_connection() {
+        // SQLite's codes: 1 is NORMAL, 2 is FULL.
+        for (durability, want) in [(Durability::Full, 2i64), (Durability::Normal, 1)] {
+            let dir = tempfile::tempdir().unwrap();
+            let options = SqliteOptions::new()
+                .poll_interval(None)
+                .durability(durability);
+            let store = SqliteStore::open_with(dir.path().join("d.db"), options)
+                .await
+                .unwrap();
+            for pool in [store.read_pool(), store.write_pool()] {
+                let got: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+                assert_eq!(got, want, "{durability:?}");
+            }
+            store.close().await;
+        }
     }
 }

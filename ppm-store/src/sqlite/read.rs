@@ -1,4 +1,9 @@
 //! Loading the whole config: one query per table, assembled in memory.
+//!
+//! Each query returns its table's rows as one JSON array of arrays, built by
+//! SQLite (`json_group_array`), and parsed with serde: decoding tens of
+//! thousands of rows one driver row at a time costs several times more than
+//! the database's own work.
 
 use std::collections::HashMap;
 
@@ -7,18 +12,20 @@ use ppm_core::config::{
     Location, PassiveHealth, ProxyHost, RedirectionHost, Settings, Stream, Timeouts, Upstream,
 };
 use ppm_core::error::StoreError;
+use serde::{Deserialize, Deserializer};
 use sqlx::SqliteConnection;
 
 use super::codec::{enum_from_str, from_json, narrow};
 use crate::error::backend;
 use crate::model::EntityKind;
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
 struct ProxyHostRow {
     id: i64,
     balancing: String,
     forward_scheme: String,
     upstream_sni: Option<String>,
+    #[serde(deserialize_with = "int_bool")]
     upstream_verify_tls: bool,
     health_check: Option<String>,
     passive_max_fails: i64,
@@ -28,18 +35,25 @@ struct ProxyHostRow {
     read_timeout_ms: Option<i64>,
     write_timeout_ms: Option<i64>,
     max_body_size: Option<i64>,
+    #[serde(deserialize_with = "int_bool")]
     allow_websocket_upgrade: bool,
     access_list_id: Option<i64>,
     certificate_id: Option<i64>,
+    #[serde(deserialize_with = "int_bool")]
     ssl_forced: bool,
+    #[serde(deserialize_with = "int_bool")]
     hsts_enabled: bool,
+    #[serde(deserialize_with = "int_bool")]
     hsts_subdomains: bool,
+    #[serde(deserialize_with = "int_bool")]
     http2_support: bool,
+    #[serde(deserialize_with = "int_bool")]
     block_exploits: bool,
+    #[serde(deserialize_with = "int_bool")]
     enabled: bool,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
 struct LocationRow {
     id: i64,
     proxy_host_id: i64,
@@ -53,32 +67,42 @@ struct LocationRow {
     write_timeout_ms: Option<i64>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
 struct RedirectionHostRow {
     id: i64,
     status: i64,
     forward_scheme: Option<String>,
     forward_domain: String,
+    #[serde(deserialize_with = "int_bool")]
     preserve_path: bool,
     certificate_id: Option<i64>,
+    #[serde(deserialize_with = "int_bool")]
     ssl_forced: bool,
+    #[serde(deserialize_with = "int_bool")]
     hsts_enabled: bool,
+    #[serde(deserialize_with = "int_bool")]
     hsts_subdomains: bool,
+    #[serde(deserialize_with = "int_bool")]
     block_exploits: bool,
+    #[serde(deserialize_with = "int_bool")]
     enabled: bool,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
 struct DeadHostRow {
     id: i64,
     certificate_id: Option<i64>,
+    #[serde(deserialize_with = "int_bool")]
     ssl_forced: bool,
+    #[serde(deserialize_with = "int_bool")]
     hsts_enabled: bool,
+    #[serde(deserialize_with = "int_bool")]
     hsts_subdomains: bool,
+    #[serde(deserialize_with = "int_bool")]
     enabled: bool,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
 struct StreamRow {
     id: i64,
     incoming_port: i64,
@@ -89,10 +113,11 @@ struct StreamRow {
     certificate_id: Option<i64>,
     proxy_protocol: Option<i64>,
     idle_timeout_ms: i64,
+    #[serde(deserialize_with = "int_bool")]
     enabled: bool,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
 struct UpstreamRow {
     proxy_host_id: Option<i64>,
     location_id: Option<i64>,
@@ -102,7 +127,7 @@ struct UpstreamRow {
     weight: i64,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
 struct HeaderRow {
     proxy_host_id: Option<i64>,
     location_id: Option<i64>,
@@ -112,7 +137,7 @@ struct HeaderRow {
     action: String,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
 struct FilterRow {
     proxy_host_id: Option<i64>,
     location_id: Option<i64>,
@@ -123,7 +148,7 @@ struct FilterRow {
     priority: Option<i64>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
 struct DomainRow {
     name: String,
     proxy_host_id: Option<i64>,
@@ -142,26 +167,52 @@ pub(crate) enum Scope {
     One(EntityKind, Id),
 }
 
-/// Runs `all` for [`Scope::All`]; for [`Scope::One`] runs the query that
-/// `one` gives for the entity's kind (with `?1` bound to its id), or
-/// nothing when that table holds nothing of the kind.
-async fn fetch<R>(
+/// The rows of `table`, as `cols` in `order`: all of them for
+/// [`Scope::All`]; for [`Scope::One`], those the `WHERE` clause that `one`
+/// gives for the entity's kind selects (with `?1` bound to its id), or none
+/// when that table holds nothing of the kind.
+///
+/// `R` deserializes from a JSON array of the columns, in order.
+async fn fetch<R: serde::de::DeserializeOwned>(
     conn: &mut SqliteConnection,
     scope: Scope,
-    all: &'static str,
+    table: &str,
+    cols: &str,
+    order: &str,
     one: impl Fn(EntityKind) -> Option<&'static str>,
-) -> Result<Vec<R>, StoreError>
-where
-    R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
-{
-    match scope {
-        Scope::All => sqlx::query_as(all).fetch_all(&mut *conn).await,
+) -> Result<Vec<R>, StoreError> {
+    let (filter, id) = match scope {
+        Scope::All => ("", None),
         Scope::One(kind, id) => match one(kind) {
-            Some(sql) => sqlx::query_as(sql).bind(id).fetch_all(&mut *conn).await,
+            Some(filter) => (filter, Some(id)),
             None => return Ok(Vec::new()),
         },
+    };
+    // Built from the constants of this module only.
+    let sql = format!(
+        "SELECT json_group_array(json_array({cols}) ORDER BY {order}) FROM {table} {filter}"
+    );
+    let query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+    let query = match id {
+        Some(id) => query.bind(id),
+        None => query,
+    };
+    let json = query.fetch_one(&mut *conn).await.map_err(backend)?;
+    from_json(&json, table)
+}
+
+/// A column holding 0 or 1 as a `bool`, as SQLite stores booleans.
+fn int_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(i64::deserialize(d)? != 0)
+}
+
+/// A boolean column in a tuple row.
+struct Flag(bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        int_bool(d).map(Flag)
     }
-    .map_err(backend)
 }
 
 fn take<T>(map: &mut Multi<T>, id: Id) -> Vec<T> {
@@ -201,22 +252,18 @@ async fn children(conn: &mut SqliteConnection, scope: Scope) -> Result<Children,
     let rows: Vec<UpstreamRow> = fetch(
         conn,
         scope,
-        "SELECT proxy_host_id, location_id, stream_id, host, port, weight
-         FROM upstreams ORDER BY position",
+        "upstreams",
+        "proxy_host_id, location_id, stream_id, host, port, weight",
+        "position",
         |kind| match kind {
             EntityKind::ProxyHost => Some(
-                "SELECT proxy_host_id, location_id, stream_id, host, port, weight
-                 FROM upstreams WHERE proxy_host_id = ?1
-                    OR location_id IN (SELECT id FROM locations WHERE proxy_host_id = ?1)
-                 ORDER BY position",
+                "WHERE proxy_host_id = ?1 OR location_id IN (SELECT id FROM locations WHERE proxy_host_id = ?1)",
             ),
             EntityKind::Stream => Some(
-                "SELECT proxy_host_id, location_id, stream_id, host, port, weight
-                 FROM upstreams WHERE stream_id = ?1 ORDER BY position",
+                "WHERE stream_id = ?1",
             ),
             _ => None,
-        },
-    )
+        })
     .await?;
     for r in rows {
         let mut u = Upstream::new(r.host, narrow(r.port, "upstream port")?);
@@ -233,18 +280,15 @@ async fn children(conn: &mut SqliteConnection, scope: Scope) -> Result<Children,
     let rows: Vec<HeaderRow> = fetch(
         conn,
         scope,
-        "SELECT proxy_host_id, location_id, direction, name, value, action
-         FROM header_rules ORDER BY position",
+        "header_rules",
+        "proxy_host_id, location_id, direction, name, value, action",
+        "position",
         |kind| match kind {
             EntityKind::ProxyHost => Some(
-                "SELECT proxy_host_id, location_id, direction, name, value, action
-                 FROM header_rules WHERE proxy_host_id = ?1
-                    OR location_id IN (SELECT id FROM locations WHERE proxy_host_id = ?1)
-                 ORDER BY position",
+                "WHERE proxy_host_id = ?1 OR location_id IN (SELECT id FROM locations WHERE proxy_host_id = ?1)",
             ),
             _ => None,
-        },
-    )
+        })
     .await?;
     for r in rows {
         let mut rule = HeaderRule::set(r.name, r.value);
@@ -263,29 +307,21 @@ async fn children(conn: &mut SqliteConnection, scope: Scope) -> Result<Children,
     let rows: Vec<FilterRow> = fetch(
         conn,
         scope,
-        "SELECT proxy_host_id, location_id, redirection_host_id, dead_host_id, kind, config, priority
-         FROM filters ORDER BY position",
+        "filters",
+        "proxy_host_id, location_id, redirection_host_id, dead_host_id, kind, config, priority",
+        "position",
         |kind| match kind {
             EntityKind::ProxyHost => Some(
-                "SELECT proxy_host_id, location_id, redirection_host_id, dead_host_id, kind, config,
-                        priority
-                 FROM filters WHERE proxy_host_id = ?1
-                    OR location_id IN (SELECT id FROM locations WHERE proxy_host_id = ?1)
-                 ORDER BY position",
+                "WHERE proxy_host_id = ?1 OR location_id IN (SELECT id FROM locations WHERE proxy_host_id = ?1)",
             ),
             EntityKind::RedirectionHost => Some(
-                "SELECT proxy_host_id, location_id, redirection_host_id, dead_host_id, kind, config,
-                        priority
-                 FROM filters WHERE redirection_host_id = ?1 ORDER BY position",
+                "WHERE redirection_host_id = ?1",
             ),
             EntityKind::DeadHost => Some(
-                "SELECT proxy_host_id, location_id, redirection_host_id, dead_host_id, kind, config,
-                        priority
-                 FROM filters WHERE dead_host_id = ?1 ORDER BY position",
+                "WHERE dead_host_id = ?1",
             ),
             _ => None,
-        },
-    )
+        })
     .await?;
     for r in rows {
         let mut spec = FilterSpec::new(r.kind, from_json(&r.config, "filter config")?);
@@ -311,21 +347,13 @@ async fn children(conn: &mut SqliteConnection, scope: Scope) -> Result<Children,
     let rows: Vec<DomainRow> = fetch(
         conn,
         scope,
-        "SELECT name, proxy_host_id, redirection_host_id, dead_host_id
-         FROM domain_names ORDER BY position",
+        "domain_names",
+        "name, proxy_host_id, redirection_host_id, dead_host_id",
+        "position",
         |kind| match kind {
-            EntityKind::ProxyHost => Some(
-                "SELECT name, proxy_host_id, redirection_host_id, dead_host_id
-                 FROM domain_names WHERE proxy_host_id = ?1 ORDER BY position",
-            ),
-            EntityKind::RedirectionHost => Some(
-                "SELECT name, proxy_host_id, redirection_host_id, dead_host_id
-                 FROM domain_names WHERE redirection_host_id = ?1 ORDER BY position",
-            ),
-            EntityKind::DeadHost => Some(
-                "SELECT name, proxy_host_id, redirection_host_id, dead_host_id
-                 FROM domain_names WHERE dead_host_id = ?1 ORDER BY position",
-            ),
+            EntityKind::ProxyHost => Some("WHERE proxy_host_id = ?1"),
+            EntityKind::RedirectionHost => Some("WHERE redirection_host_id = ?1"),
+            EntityKind::DeadHost => Some("WHERE dead_host_id = ?1"),
             _ => None,
         },
     )
@@ -365,14 +393,10 @@ pub(crate) async fn load_config(
     let rows: Vec<(i64, String, String)> = fetch(
         conn,
         scope,
-        "SELECT access_list_id, action, address FROM access_list_rules
-         ORDER BY access_list_id, position",
-        |kind| {
-            (kind == EntityKind::AccessList).then_some(
-            "SELECT access_list_id, action, address FROM access_list_rules WHERE access_list_id = ?1
-         ORDER BY access_list_id, position",
-        )
-        },
+        "access_list_rules",
+        "access_list_id, action, address",
+        "access_list_id, position",
+        |kind| (kind == EntityKind::AccessList).then_some("WHERE access_list_id = ?1"),
     )
     .await?;
     for (id, action, address) in rows {
@@ -385,12 +409,10 @@ pub(crate) async fn load_config(
     let rows: Vec<(i64, String, String)> = fetch(
         conn,
         scope,
-        "SELECT access_list_id, username, password_hash FROM access_list_users
-         ORDER BY access_list_id, position",
-        |kind| (kind == EntityKind::AccessList).then_some(
-            "SELECT access_list_id, username, password_hash FROM access_list_users WHERE access_list_id = ?1
-         ORDER BY access_list_id, position",
-        ),
+        "access_list_users",
+        "access_list_id, username, password_hash",
+        "access_list_id, position",
+        |kind| (kind == EntityKind::AccessList).then_some("WHERE access_list_id = ?1"),
     )
     .await?;
     for (id, username, password_hash) in rows {
@@ -399,16 +421,16 @@ pub(crate) async fn load_config(
             password_hash,
         });
     }
-    let rows: Vec<(i64, String, String, String, bool)> = fetch(
+    let rows: Vec<(i64, String, String, String, Flag)> = fetch(
         conn,
         scope,
-        "SELECT id, name, default_action, satisfy, pass_auth FROM access_lists ORDER BY id",
-        |kind| (kind == EntityKind::AccessList).then_some(
-            "SELECT id, name, default_action, satisfy, pass_auth FROM access_lists WHERE id = ?1 ORDER BY id",
-        ),
+        "access_lists",
+        "id, name, default_action, satisfy, pass_auth",
+        "id",
+        |kind| (kind == EntityKind::AccessList).then_some("WHERE id = ?1"),
     )
     .await?;
-    for (id, name, default_action, satisfy, pass_auth) in rows {
+    for (id, name, default_action, satisfy, Flag(pass_auth)) in rows {
         config.access_lists.push(AccessList {
             id,
             name,
@@ -425,10 +447,10 @@ pub(crate) async fn load_config(
     let rows: Vec<(i64, String)> = fetch(
         conn,
         scope,
-        "SELECT certificate_id, name FROM certificate_domains ORDER BY certificate_id, position",
-        |kind| (kind == EntityKind::Certificate).then_some(
-            "SELECT certificate_id, name FROM certificate_domains WHERE certificate_id = ?1 ORDER BY certificate_id, position",
-        ),
+        "certificate_domains",
+        "certificate_id, name",
+        "certificate_id, position",
+        |kind| (kind == EntityKind::Certificate).then_some("WHERE certificate_id = ?1"),
     )
     .await?;
     for (id, name) in rows {
@@ -437,10 +459,10 @@ pub(crate) async fn load_config(
     let rows: Vec<(i64, String, String, String, String)> = fetch(
         conn,
         scope,
-        "SELECT id, name, source, certificate_pem, private_key_pem FROM certificates ORDER BY id",
-        |kind| (kind == EntityKind::Certificate).then_some(
-            "SELECT id, name, source, certificate_pem, private_key_pem FROM certificates WHERE id = ?1 ORDER BY id",
-        ),
+        "certificates",
+        "id, name, source, certificate_pem, private_key_pem",
+        "id",
+        |kind| (kind == EntityKind::Certificate).then_some("WHERE id = ?1"),
     )
     .await?;
     for (id, name, source, certificate_pem, private_key_pem) in rows {
@@ -458,17 +480,14 @@ pub(crate) async fn load_config(
     let rows: Vec<LocationRow> = fetch(
         conn,
         scope,
-        "SELECT id, proxy_host_id, path, match_kind, balancing, forward_scheme, rewrite,
-                connect_timeout_ms, read_timeout_ms, write_timeout_ms
-         FROM locations ORDER BY proxy_host_id, position",
+        "locations",
+        "id, proxy_host_id, path, match_kind, balancing, forward_scheme, rewrite, connect_timeout_ms, read_timeout_ms, write_timeout_ms",
+        "proxy_host_id, position",
         |kind| {
             (kind == EntityKind::ProxyHost).then_some(
-                "SELECT id, proxy_host_id, path, match_kind, balancing, forward_scheme, rewrite,
-                connect_timeout_ms, read_timeout_ms, write_timeout_ms
-         FROM locations WHERE proxy_host_id = ?1 ORDER BY proxy_host_id, position",
+                "WHERE proxy_host_id = ?1",
             )
-        },
-    )
+        })
     .await?;
     let mut locations: Multi<Location> = HashMap::new();
     for r in rows {
@@ -497,23 +516,14 @@ pub(crate) async fn load_config(
     let rows: Vec<ProxyHostRow> = fetch(
         conn,
         scope,
-        "SELECT id, balancing, forward_scheme, upstream_sni, upstream_verify_tls, health_check,
-                passive_max_fails, passive_fail_timeout_ms, retries, connect_timeout_ms,
-                read_timeout_ms, write_timeout_ms, max_body_size, allow_websocket_upgrade,
-                access_list_id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains,
-                http2_support, block_exploits, enabled
-         FROM proxy_hosts ORDER BY id",
+        "proxy_hosts",
+        "id, balancing, forward_scheme, upstream_sni, upstream_verify_tls, health_check, passive_max_fails, passive_fail_timeout_ms, retries, connect_timeout_ms, read_timeout_ms, write_timeout_ms, max_body_size, allow_websocket_upgrade, access_list_id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, http2_support, block_exploits, enabled",
+        "id",
         |kind| {
             (kind == EntityKind::ProxyHost).then_some(
-            "SELECT id, balancing, forward_scheme, upstream_sni, upstream_verify_tls, health_check,
-                passive_max_fails, passive_fail_timeout_ms, retries, connect_timeout_ms,
-                read_timeout_ms, write_timeout_ms, max_body_size, allow_websocket_upgrade,
-                access_list_id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains,
-                http2_support, block_exploits, enabled
-         FROM proxy_hosts WHERE id = ?1 ORDER BY id",
+            "WHERE id = ?1",
         )
-        },
-    )
+        })
     .await?;
     config.proxy_hosts.reserve(rows.len());
     for r in rows {
@@ -561,17 +571,14 @@ pub(crate) async fn load_config(
     let rows: Vec<RedirectionHostRow> = fetch(
         conn,
         scope,
-        "SELECT id, status, forward_scheme, forward_domain, preserve_path, certificate_id,
-                ssl_forced, hsts_enabled, hsts_subdomains, block_exploits, enabled
-         FROM redirection_hosts ORDER BY id",
+        "redirection_hosts",
+        "id, status, forward_scheme, forward_domain, preserve_path, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, block_exploits, enabled",
+        "id",
         |kind| {
             (kind == EntityKind::RedirectionHost).then_some(
-                "SELECT id, status, forward_scheme, forward_domain, preserve_path, certificate_id,
-                ssl_forced, hsts_enabled, hsts_subdomains, block_exploits, enabled
-         FROM redirection_hosts WHERE id = ?1 ORDER BY id",
+                "WHERE id = ?1",
             )
-        },
-    )
+        })
     .await?;
     for r in rows {
         config.redirection_hosts.push(RedirectionHost {
@@ -598,14 +605,10 @@ pub(crate) async fn load_config(
     let rows: Vec<DeadHostRow> = fetch(
         conn,
         scope,
-        "SELECT id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, enabled
-         FROM dead_hosts ORDER BY id",
-        |kind| {
-            (kind == EntityKind::DeadHost).then_some(
-                "SELECT id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, enabled
-         FROM dead_hosts WHERE id = ?1 ORDER BY id",
-            )
-        },
+        "dead_hosts",
+        "id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, enabled",
+        "id",
+        |kind| (kind == EntityKind::DeadHost).then_some("WHERE id = ?1"),
     )
     .await?;
     for r in rows {
@@ -625,17 +628,14 @@ pub(crate) async fn load_config(
     let rows: Vec<StreamRow> = fetch(
         conn,
         scope,
-        "SELECT id, incoming_port, bind_address, protocol, balancing, access_list_id,
-                certificate_id, proxy_protocol, idle_timeout_ms, enabled
-         FROM streams ORDER BY id",
+        "streams",
+        "id, incoming_port, bind_address, protocol, balancing, access_list_id, certificate_id, proxy_protocol, idle_timeout_ms, enabled",
+        "id",
         |kind| {
             (kind == EntityKind::Stream).then_some(
-                "SELECT id, incoming_port, bind_address, protocol, balancing, access_list_id,
-                certificate_id, proxy_protocol, idle_timeout_ms, enabled
-         FROM streams WHERE id = ?1 ORDER BY id",
+                "WHERE id = ?1",
             )
-        },
-    )
+        })
     .await?;
     for r in rows {
         config.streams.push(Stream {

@@ -20,6 +20,7 @@ use ppm_store::accounts::NewUser;
 use ppm_store::AnyStore;
 use tower::Service;
 
+use crate::acme::{AcmeManager, AcmeOptions, SingleProcess};
 use crate::api::{self, State};
 use crate::auth::{self, Jwt};
 use crate::settings::Settings;
@@ -42,6 +43,8 @@ pub struct Prepared {
     /// The HTTPS listener's certificate of last resort (taken by the
     /// listener that serves it).
     pub tls_fallback: Option<ParsedCertificate>,
+    /// The ACME manager (run it with [`AcmeManager::run`]).
+    pub acme: Arc<AcmeManager>,
 }
 
 /// Opens the store, creates the first admin if needed, loads the session
@@ -81,9 +84,16 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
 
     let tls_fallback = tls_fallback(&store).await?;
 
+    // HTTP-01 answers come from this token store, before routing, on every
+    // host (even force-HTTPS or access-listed ones).
+    let tokens = ppm_filters::AcmeTokens::new();
     let engine = ProxyEngine::builder()
         .store(store.clone())
-        .registry(ppm_filters::default_registry())
+        .registry(ppm_filters::registry_with(tokens.clone()))
+        .global_filter(
+            ppm_core::filter::priority::ACME_CHALLENGE,
+            Arc::new(ppm_filters::AcmeChallenge::new(tokens.clone())),
+        )
         .stream_options(
             ppm_core::stream::StreamOptions::new()
                 .grace_period(Duration::from_secs(settings.grace_period)),
@@ -103,6 +113,20 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
             .iter()
             .filter_map(|t| ppm_core::validate::cidr(t).ok()),
     );
+    let write_lock = Arc::new(tokio::sync::Mutex::new(()));
+    let acme = Arc::new(AcmeManager::new(
+        store.clone(),
+        engine.handle(),
+        write_lock.clone(),
+        Arc::new(tokens),
+        Arc::new(SingleProcess),
+        settings.acme_settings(),
+        AcmeOptions {
+            retry_base: Duration::from_secs(settings.acme_retry_base),
+            ..AcmeOptions::default()
+        },
+    ));
+    acme.load_statuses().await.map_err(|e| anyhow!(e))?;
     let state = Arc::new(State {
         store: store.clone(),
         engine: engine.handle(),
@@ -111,7 +135,8 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
         own_ports: settings.own_ports().to_vec(),
         trusted,
         throttle: LoginThrottle::new(),
-        write_lock: tokio::sync::Mutex::new(()),
+        write_lock,
+        acme: acme.clone(),
     });
     let router = api::router(state.clone());
     Ok(Prepared {
@@ -120,6 +145,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
         router,
         state,
         tls_fallback: Some(tls_fallback),
+        acme,
     })
 }
 
@@ -252,6 +278,12 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             router: prepared.router.clone(),
         },
     ));
+    server.add_service(background_service(
+        "ppm acme",
+        AcmeService {
+            manager: prepared.acme.clone(),
+        },
+    ));
     tracing::info!(
         api = %settings.api_listen,
         http = %settings.http_listen,
@@ -265,6 +297,23 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     drop(prepared);
     setup.shutdown_timeout(Duration::from_secs(2));
     Ok(())
+}
+
+/// The ACME manager as a Pingora background service.
+pub struct AcmeService {
+    manager: Arc<AcmeManager>,
+}
+
+#[async_trait]
+impl BackgroundService for AcmeService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.manager
+            .clone()
+            .run(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+    }
 }
 
 /// The Axum API as a Pingora background service, so one signal stops both.

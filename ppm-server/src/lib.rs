@@ -2,6 +2,7 @@
 //! process. The binary is `src/main.rs`; this library exists so tests can
 //! assemble the same app.
 
+pub mod acme;
 pub mod api;
 pub mod app;
 pub mod auth;

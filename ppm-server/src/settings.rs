@@ -80,6 +80,33 @@ pub struct Settings {
     /// Lifetime of a session token, in seconds.
     #[arg(long, env = "PPM_SESSION_TTL", default_value_t = 86_400)]
     pub session_ttl: u64,
+
+    /// ACME directory URL of the certificate authority (Let's Encrypt
+    /// staging: https://acme-staging-v02.api.letsencrypt.org/directory).
+    #[arg(long, env = "PPM_ACME_DIRECTORY", default_value = crate::acme::LETS_ENCRYPT_DIRECTORY)]
+    pub acme_directory: String,
+
+    /// Contact email for the ACME account (expiry notices).
+    #[arg(long, env = "PPM_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+
+    /// PEM file of extra root certificates to trust when talking to the
+    /// ACME server (private CAs such as step-ca, test CAs).
+    #[arg(long, env = "PPM_ACME_CA_ROOTS")]
+    pub acme_ca_roots: Option<PathBuf>,
+
+    /// External account binding key id (ZeroSSL, Google, step-ca...).
+    #[arg(long, env = "PPM_ACME_EAB_KID")]
+    pub acme_eab_kid: Option<String>,
+
+    /// External account binding HMAC key, base64url as the CA gives it.
+    #[arg(long, env = "PPM_ACME_EAB_HMAC", hide_env_values = true)]
+    pub acme_eab_hmac: Option<String>,
+
+    /// Seconds before the first retry of a failed ACME order; doubled per
+    /// failure, at most a day.
+    #[arg(long, env = "PPM_ACME_RETRY_BASE", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub acme_retry_base: u64,
 }
 
 impl Settings {
@@ -125,10 +152,24 @@ impl Settings {
         if self.session_ttl < 60 || self.session_ttl > 30 * 86_400 {
             return Err("--session-ttl must be 60..=2592000 seconds".into());
         }
+        self.acme_settings()
+            .validate()
+            .map_err(|(field, m)| format!("{}: {m}", acme_flag(field)))?;
         if self.grace_period > 3600 {
             return Err("--grace-period must be at most 3600 seconds".into());
         }
         Ok(())
+    }
+
+    /// The ACME settings given on the command line or in the environment.
+    pub fn acme_settings(&self) -> crate::acme::AcmeSettings {
+        crate::acme::AcmeSettings {
+            directory_url: self.acme_directory.clone(),
+            email: self.acme_email.clone(),
+            ca_roots: self.acme_ca_roots.clone(),
+            eab_key_id: self.acme_eab_kid.clone(),
+            eab_hmac: self.acme_eab_hmac.clone(),
+        }
     }
 
     /// The ports ppm-server itself listens on, which hosts and streams may
@@ -139,5 +180,15 @@ impl Settings {
             self.http_listen.port(),
             self.https_listen.port(),
         ]
+    }
+}
+
+fn acme_flag(field: &str) -> &'static str {
+    match field {
+        "directory_url" => "--acme-directory",
+        "email" => "--acme-email",
+        "ca_roots" => "--acme-ca-roots",
+        "eab_key_id" => "--acme-eab-kid",
+        _ => "--acme-eab-hmac",
     }
 }

@@ -15,7 +15,8 @@
 //!   a stream port already taken, a reference to a missing access list)
 //!   fails with [`WriteError::Invalid`], whose errors name the field;
 //! - control-plane records for the server: [`accounts`] (users, API tokens,
-//!   audit log), which do not change the config revision.
+//!   audit log) and [`acme`] (ACME accounts, orders, DNS providers), which
+//!   do not change the config revision.
 //!
 //! With the `postgres` feature, `PostgresStore` implements the same traits
 //! with the same semantics on PostgreSQL, for several nodes sharing one
@@ -73,6 +74,7 @@
 #![deny(missing_docs)]
 
 pub mod accounts;
+pub mod acme;
 mod any;
 mod error;
 mod model;

@@ -61,6 +61,7 @@ pub const RESOURCES: &[&str] = &[
     "streams",
     "access-lists",
     "certificates",
+    "dns-providers",
     "settings",
     "config",
     "upstreams",

@@ -149,14 +149,28 @@ pub struct CertificateView {
     pub is_default: bool,
     /// What serves it.
     pub used_by: Vec<CertificateUse>,
+    /// The ACME order (attempts, next retry, renewal time), for ACME
+    /// certificates.
+    pub acme: Option<crate::acme::OrderView>,
 }
 
 /// A certificate's order state and error. Uploaded certificates are issued;
-/// ACME ones without a PEM are pending until the ACME manager reports.
+/// ACME ones show their order's state as the ACME manager last recorded it.
 pub(crate) fn order_status(
-    _state: &AppState,
+    state: &AppState,
     cert: &Certificate,
 ) -> (CertificateStatus, Option<String>) {
+    if cert.source == CertificateSource::Acme {
+        if let Some(o) = state.acme.cached_status(cert.id) {
+            let status = match o.status.as_str() {
+                "validating" => CertificateStatus::Validating,
+                "issued" => CertificateStatus::Issued,
+                "failed" => CertificateStatus::Failed,
+                _ => CertificateStatus::Pending,
+            };
+            return (status, o.error);
+        }
+    }
     if cert.certificate_pem.trim().is_empty() {
         (CertificateStatus::Pending, None)
     } else {
@@ -212,7 +226,7 @@ fn uses(config: &Config, id: Id) -> Vec<CertificateUse> {
     out
 }
 
-fn view(state: &AppState, config: &Config, cert: &Certificate) -> CertificateView {
+pub(crate) fn view(state: &AppState, config: &Config, cert: &Certificate) -> CertificateView {
     let compiled = state.engine.current();
     // The engine's parse is the one served; parse here only for a revision
     // the engine has not applied yet.
@@ -254,6 +268,7 @@ fn view(state: &AppState, config: &Config, cert: &Certificate) -> CertificateVie
         certificate_pem: cert.certificate_pem.clone(),
         is_default: config.settings.default_certificate_id == Some(cert.id),
         used_by: uses(config, cert.id),
+        acme: state.acme.cached_status(cert.id),
     }
 }
 
@@ -404,15 +419,14 @@ pub async fn create(
 /// Starts an ACME order for `req`: answered 202 with the pending
 /// certificate, or an error naming the field.
 async fn request_acme(
-    _state: &AppState,
-    _auth: &Auth,
-    _ip: IpAddr,
-    _req: AcmeRequest,
+    state: &AppState,
+    auth: &Auth,
+    ip: IpAddr,
+    req: AcmeRequest,
 ) -> ApiResult<Response> {
-    Err(ApiError::field(
-        "source",
-        "ACME orders are not available in this build",
-    ))
+    let stored = crate::acme::api::request_certificate(state, auth, ip, req).await?;
+    let config = state.engine_store_config().await?;
+    Ok((StatusCode::ACCEPTED, Json(view(state, &config, &stored))).into_response())
 }
 
 /// `PUT /api/certificates/{id}`
@@ -471,6 +485,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     auth.require("certificates", Access::Write)?;
     write::<Certificate>(&state, &auth, ip, Write::Delete(id)).await?;
+    state.acme.certificate_deleted(id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -46,8 +46,10 @@ pub struct State {
     /// Failed-login backoff.
     pub throttle: LoginThrottle,
     /// Serialises config writes so a change is checked against the config
-    /// it will be applied to.
-    pub write_lock: tokio::sync::Mutex<()>,
+    /// it will be applied to (shared with the ACME manager).
+    pub write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The ACME manager.
+    pub acme: Arc<crate::acme::AcmeManager>,
 }
 
 /// Shared state handle.

@@ -224,6 +224,101 @@ fn certificates(d: &mut Doc) {
     );
 }
 
+/// The ACME manager's routes: renewal, DNS providers, ACME settings.
+fn acme_ops(d: &mut Doc) {
+    use super::certificates::CertificateView;
+    use crate::acme::api::{
+        AcmeSettingsInput, AcmeSettingsView, DnsProviderInput, DnsProviderView,
+    };
+    let status = d.schema::<CertificateView>();
+    d.op(
+        "post",
+        "/api/certificates/{id}/renew",
+        "certificates",
+        "Order a new certificate for an ACME certificate now (the current one keeps serving)",
+        Sec::Bearer,
+        vec![id_param("id")],
+        None,
+        (202, Some(status)),
+    );
+
+    let input = d.schema::<DnsProviderInput>();
+    let view = d.schema::<DnsProviderView>();
+    d.op(
+        "get",
+        "/api/dns-providers",
+        "dns-providers",
+        "List DNS providers for DNS-01 (credentials blank)",
+        Sec::Bearer,
+        vec![],
+        None,
+        (200, Some(json!({"type": "array", "items": view.clone()}))),
+    );
+    d.op(
+        "post",
+        "/api/dns-providers",
+        "dns-providers",
+        "Create a DNS provider (command providers: admins only)",
+        Sec::Bearer,
+        vec![],
+        Some(input.clone()),
+        (201, Some(view.clone())),
+    );
+    d.op(
+        "get",
+        "/api/dns-providers/{id}",
+        "dns-providers",
+        "Read a DNS provider (credentials blank)",
+        Sec::Bearer,
+        vec![id_param("id")],
+        None,
+        (200, Some(view.clone())),
+    );
+    d.op(
+        "put",
+        "/api/dns-providers/{id}",
+        "dns-providers",
+        "Replace a DNS provider; blank credentials keep the stored ones",
+        Sec::Bearer,
+        vec![id_param("id")],
+        Some(input),
+        (200, Some(view)),
+    );
+    d.op(
+        "delete",
+        "/api/dns-providers/{id}",
+        "dns-providers",
+        "Delete a DNS provider no ACME order uses",
+        Sec::Bearer,
+        vec![id_param("id")],
+        None,
+        (204, None),
+    );
+
+    let sv = d.schema::<AcmeSettingsView>();
+    let settings_input = d.schema::<AcmeSettingsInput>();
+    d.op(
+        "get",
+        "/api/settings/acme",
+        "settings",
+        "ACME settings in effect (the EAB HMAC is never shown)",
+        Sec::Bearer,
+        vec![],
+        None,
+        (200, Some(sv.clone())),
+    );
+    d.op(
+        "put",
+        "/api/settings/acme",
+        "settings",
+        "Override ACME settings of the command line (null or absent: use the command line)",
+        Sec::Bearer,
+        vec![],
+        Some(settings_input),
+        (200, Some(sv)),
+    );
+}
+
 fn id_param(name: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "schema": {"type": "integer", "format": "int64"}})
 }
@@ -414,6 +509,7 @@ pub fn document() -> Value {
     let al = d.schema::<AccessListInput>();
     d.crud::<ppm_core::config::AccessList>(al, "access-lists");
     certificates(&mut d);
+    acme_ops(&mut d);
 
     let se = d.schema::<Settings>();
     d.op(

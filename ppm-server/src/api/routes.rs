@@ -17,6 +17,7 @@ use super::resources::{self, Resource};
 use super::{
     Access, ApiError, ApiResult, AppState, Auth, ClientIp, JsonBody, PathParam, QueryParams, Role,
 };
+use crate::acme::api as acme;
 use crate::auth::{self, now_unix, Claims};
 
 macro_rules! crud {
@@ -73,6 +74,21 @@ pub(super) fn router() -> Router<AppState> {
             get(super::certificates::get)
                 .put(super::certificates::update)
                 .delete(super::certificates::delete),
+        )
+        .route("/api/certificates/{id}/renew", post(acme::renew))
+        .route(
+            "/api/dns-providers",
+            get(acme::list_providers).post(acme::create_provider),
+        )
+        .route(
+            "/api/dns-providers/{id}",
+            get(acme::get_provider)
+                .put(acme::update_provider)
+                .delete(acme::delete_provider),
+        )
+        .route(
+            "/api/settings/acme",
+            get(acme::get_settings).put(acme::put_settings),
         );
     r.fallback(fallback)
 }
@@ -516,7 +532,7 @@ pub struct TokenInput {
     #[schemars(
         length(min = 1),
         inner(regex(
-            pattern = r"^(read|write|(proxy-hosts|redirection-hosts|dead-hosts|streams|access-lists|certificates|settings|config|upstreams|audit-log|users|tokens):(read|write))$"
+            pattern = r"^(read|write|(proxy-hosts|redirection-hosts|dead-hosts|streams|access-lists|certificates|dns-providers|settings|config|upstreams|audit-log|users|tokens):(read|write))$"
         ))
     )]
     pub scopes: Vec<String>,

@@ -207,7 +207,12 @@ async fn ensure_admin(store: &AnyStore, settings: &Settings) -> anyhow::Result<(
         .map_err(|e| anyhow!("hashing the admin password: {e}"))?
         .map_err(|e| anyhow!("hashing the admin password: {e}"))?;
     store
-        .create_user(NewUser::new(email.clone(), "Administrator", hash, "admin"))
+        .create_user(
+            // A generated password was printed to the log: the admin must
+            // replace it at first login.
+            NewUser::new(email.clone(), "Administrator", hash, "admin")
+                .must_change_password(generated),
+        )
         .await
         .map_err(|e| anyhow!("creating the first admin: {e}"))?;
     if generated {

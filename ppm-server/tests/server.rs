@@ -229,6 +229,73 @@ async fn first_run_generates_a_password_and_no_defaults_work() {
     let me = ppm.call("GET", "/api/auth/me", Some(&token), None).await;
     assert_eq!(me.json()["role"], "admin");
     assert!(me.json().get("password_hash").is_none());
+    assert_eq!(me.json()["must_change_password"], true);
+
+    // The printed password only lets the admin choose a new one.
+    let r = ppm
+        .call("GET", "/api/proxy-hosts", Some(&token), None)
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "password_change_required");
+    let r = ppm
+        .call(
+            "POST",
+            "/api/tokens",
+            Some(&token),
+            Some(json!({"name": "sneaky", "scopes": ["proxy-hosts:read"]})),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = ppm
+        .call(
+            "POST",
+            "/api/auth/password",
+            Some(&token),
+            Some(json!({"current_password": password, "new_password": "a fresh admin password"})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let token = ppm.login(email, "a fresh admin password").await.json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let me = ppm.call("GET", "/api/auth/me", Some(&token), None).await;
+    assert_eq!(me.json()["must_change_password"], false);
+    let r = ppm
+        .call("GET", "/api/proxy-hosts", Some(&token), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // A password an admin sets for someone else must be replaced too.
+    let r = ppm
+        .call(
+            "POST",
+            "/api/users",
+            Some(&token),
+            Some(json!({"email": "op@x.test", "role": "operator", "password": "operator password 1"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["must_change_password"], false);
+    let op_id = r.json()["id"].as_i64().unwrap();
+    let r = ppm
+        .call(
+            "PUT",
+            &format!("/api/users/{op_id}"),
+            Some(&token),
+            Some(
+                json!({"email": "op@x.test", "role": "operator", "password": "a reset password 2"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["must_change_password"], true);
+    let op = ppm.login("op@x.test", "a reset password 2").await.json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = ppm.call("GET", "/api/proxy-hosts", Some(&op), None).await;
+    assert_eq!(r.json()["error"]["code"], "password_change_required");
 
     // A restart does not create another admin or print another password.
     drop(ppm);

@@ -37,6 +37,14 @@ pub struct User {
     pub updated_at: i64,
 }
 
+impl User {
+    /// Whether the user must choose a new password before doing anything
+    /// else: their password was generated or set by someone else.
+    pub fn must_change_password(&self) -> bool {
+        self.password_changed_at.is_none()
+    }
+}
+
 /// The fields of a new user.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -49,6 +57,11 @@ pub struct NewUser {
     pub password_hash: String,
     /// A role name.
     pub role: String,
+    /// Whether the user must choose a new password before doing anything
+    /// else (a generated or admin-chosen password): the user is stored with
+    /// no `password_changed_at`.
+    #[serde(default)]
+    pub must_change_password: bool,
 }
 
 impl NewUser {
@@ -64,7 +77,14 @@ impl NewUser {
             name: name.into(),
             password_hash: password_hash.into(),
             role: role.into(),
+            must_change_password: false,
         }
+    }
+
+    /// Requires the user to choose a new password at first login.
+    pub fn must_change_password(mut self, yes: bool) -> Self {
+        self.must_change_password = yes;
+        self
     }
 }
 
@@ -218,6 +238,9 @@ pub trait AccountStore: Send + Sync {
     async fn update_user(&self, user: &User) -> Result<User, WriteError>;
     /// Sets a user's password hash and `password_changed_at`.
     async fn set_user_password(&self, id: Id, password_hash: &str) -> Result<(), WriteError>;
+    /// Sets a password someone else chose: the user must change it at their
+    /// next login (`password_changed_at` becomes empty).
+    async fn reset_user_password(&self, id: Id, password_hash: &str) -> Result<(), WriteError>;
     /// Deletes a user and their tokens.
     async fn delete_user(&self, id: Id) -> Result<(), WriteError>;
     /// Stores a new token for `user_id`.
@@ -275,6 +298,13 @@ macro_rules! delegate_accounts {
             ) -> Result<(), WriteError> {
                 <$store>::set_user_password(self, id, password_hash).await
             }
+            async fn reset_user_password(
+                &self,
+                id: Id,
+                password_hash: &str,
+            ) -> Result<(), WriteError> {
+                <$store>::reset_user_password(self, id, password_hash).await
+            }
             async fn delete_user(&self, id: Id) -> Result<(), WriteError> {
                 <$store>::delete_user(self, id).await
             }
@@ -330,7 +360,7 @@ impl SqliteStore {
         sqlx::query_as(
             "INSERT INTO users (email, name, password_hash, role, disabled, password_changed_at,
                 created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5, ?5)
+             VALUES (?1, ?2, ?3, ?4, 0, ?6, ?5, ?5)
              RETURNING id, email, name, password_hash, role, disabled, password_changed_at,
                 created_at, updated_at",
         )
@@ -339,6 +369,7 @@ impl SqliteStore {
         .bind(&user.password_hash)
         .bind(&user.role)
         .bind(now)
+        .bind((!user.must_change_password).then_some(now))
         .fetch_one(self.write_pool())
         .await
         .map_err(|e| {
@@ -418,14 +449,31 @@ impl SqliteStore {
 
     /// Sets a user's password hash and `password_changed_at`.
     pub async fn set_user_password(&self, id: Id, password_hash: &str) -> Result<(), WriteError> {
+        self.write_password(id, password_hash, Some(timestamp()))
+            .await
+    }
+
+    /// Sets a password someone else chose (an admin's reset): the user must
+    /// change it at their next login.
+    pub async fn reset_user_password(&self, id: Id, password_hash: &str) -> Result<(), WriteError> {
+        self.write_password(id, password_hash, None).await
+    }
+
+    async fn write_password(
+        &self,
+        id: Id,
+        password_hash: &str,
+        changed_at: Option<i64>,
+    ) -> Result<(), WriteError> {
         let now = timestamp();
         let done = sqlx::query(
-            "UPDATE users SET password_hash = ?2, password_changed_at = ?3, updated_at = ?3
+            "UPDATE users SET password_hash = ?2, password_changed_at = ?4, updated_at = ?3
              WHERE id = ?1",
         )
         .bind(id)
         .bind(password_hash)
         .bind(now)
+        .bind(changed_at)
         .execute(self.write_pool())
         .await?;
         if done.rows_affected() == 0 {

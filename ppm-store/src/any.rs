@@ -284,6 +284,8 @@ accounts! {
     fn update_user(&self, user: &User) -> User;
     /// Sets a user's password hash and `password_changed_at`.
     fn set_user_password(&self, id: Id, password_hash: &str) -> ();
+    /// Sets a password someone else chose; the user must change it.
+    fn reset_user_password(&self, id: Id, password_hash: &str) -> ();
     /// Deletes a user and their tokens.
     fn delete_user(&self, id: Id) -> ();
     /// Stores a new token for `user_id`.

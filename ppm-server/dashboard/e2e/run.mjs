@@ -245,7 +245,22 @@ await step("log in with the first-run password", async () => {
   await shot("login");
   await page.getByLabel("Password").fill(server.creds.password);
   await page.getByRole("button", { name: "Sign in" }).click();
+  await heading("Choose a new password");
+});
+
+await step("the first-run password must be replaced before anything else", async () => {
+  await page.getByLabel("Current password").fill(server.creds.password);
+  await page.getByLabel("New password", { exact: true }).fill("short");
+  await page.getByLabel("New password again").fill("short");
+  await page.getByRole("button", { name: "Set password and continue" }).click();
+  await page.locator('.field[data-path="new_password"] .field-error').waitFor();
+  await shot("choose-password");
+  const chosen = "an e2e admin password";
+  await page.getByLabel("New password", { exact: true }).fill(chosen);
+  await page.getByLabel("New password again").fill(chosen);
+  await page.getByRole("button", { name: "Set password and continue" }).click();
   await heading("Overview");
+  server.creds.password = chosen;
 });
 
 await step("a bad domain shows a validation error next to the field", async () => {

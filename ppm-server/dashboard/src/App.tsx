@@ -10,6 +10,7 @@ import { RedirectionHosts, DeadHosts } from "./pages/OtherHosts";
 import { Streams } from "./pages/Streams";
 import { AccessLists, AccessListEdit } from "./pages/AccessLists";
 import { Certificates } from "./pages/Certificates";
+import { DnsProviders } from "./pages/DnsProviders";
 import { Users } from "./pages/Users";
 import { Tokens } from "./pages/Tokens";
 import { AuditLog } from "./pages/AuditLog";
@@ -81,6 +82,7 @@ const ROUTES: Route[] = [
   { path: "/access-lists/new", title: "New access list", page: () => <AccessListEdit id={null} /> },
   { path: "/access-lists/:id", title: "Access list", page: (p) => <AccessListEdit id={Number(p.id)} /> },
   { path: "/certificates", title: "Certificates", nav: "Certificates", page: () => <Certificates /> },
+  { path: "/dns-providers", title: "DNS providers", nav: "DNS providers", page: () => <DnsProviders /> },
   { path: "/users", title: "Users", nav: "Users & roles", page: () => <Users />, admin: true },
   { path: "/tokens", title: "API tokens", nav: "API tokens", page: () => <Tokens /> },
   { path: "/access-log", title: "Access log", nav: "Access log", page: () => <AccessLog />, needs: "logs" },
@@ -117,6 +119,7 @@ export function App() {
 
   if (checking) return <Spinner />;
   if (!user) return <Login onLogin={setUser} />;
+  if (user.must_change_password) return <ChoosePassword user={user} onDone={setUser} onCancel={logout} />;
   return (
     <AuthContext.Provider value={{ user, logout, refresh }}>
       <FeaturesContext.Provider value={features}>
@@ -156,6 +159,55 @@ function Login({ onLogin }: { onLogin: (u: User) => void }) {
           First run? The server printed the admin's email and a one-time password when it created its database (or used
           <code>PPM_ADMIN_EMAIL</code>/<code>PPM_ADMIN_PASSWORD</code>). Change it under Account once signed in.
         </p>
+      </form>
+    </div>
+  );
+}
+
+/** A generated or admin-set password must be replaced before the rest of
+ * the API answers; the user signs in again with the new one at once. */
+export function ChoosePassword({ user, onDone, onCancel }: { user: User; onDone: (u: User) => void; onCancel: () => void }) {
+  const form = useForm({ current_password: "", new_password: "", confirm: "" });
+  useEffect(() => {
+    document.title = "Choose a new password · ppm";
+  }, []);
+  const submit = async (e: React.FormEvent) => {
+    e.preventDefault();
+    if (form.value.new_password !== form.value.confirm) {
+      form.setError(new ApiError(422, "invalid", "the passwords differ", [{ path: "confirm", message: "does not match the new password" }]));
+      return;
+    }
+    const r = await form.run(async () => {
+      await api.post("/api/auth/password", { current_password: form.value.current_password, new_password: form.value.new_password });
+      // The change ended this session: sign in with the new password.
+      return api.post<{ token: string; expires_at: number; user: User }>("/api/auth/login", {
+        email: user.email,
+        password: form.value.new_password,
+      });
+    });
+    if (r) {
+      saveSession({ token: r.token, expires_at: r.expires_at });
+      onDone(r.user);
+    }
+  };
+  return (
+    <div className="login-wrap">
+      <form className="card login" onSubmit={submit} noValidate>
+        <h1>Choose a new password</h1>
+        <p className="muted">
+          The password of <strong>{user.email}</strong> was generated or set by an administrator. Choose your own before
+          going on.
+        </p>
+        <FormError form={form} shown={["current_password", "new_password", "confirm"]} />
+        <TextField form={form} path="current_password" label="Current password" type="password" autoComplete="current-password" />
+        <TextField form={form} path="new_password" label="New password" type="password" autoComplete="new-password" hint="At least 12 characters." />
+        <TextField form={form} path="confirm" label="New password again" type="password" autoComplete="new-password" />
+        <button className="primary wide" type="submit" disabled={form.busy}>
+          {form.busy ? "Saving…" : "Set password and continue"}
+        </button>
+        <button type="button" className="link" onClick={onCancel}>
+          Sign out
+        </button>
       </form>
     </div>
   );

@@ -87,6 +87,43 @@ export interface Certificate {
   certificate_pem: string;
   is_default?: boolean;
   used_by?: { kind: string; id: Id; domain_names: string[] }[];
+  /** The ACME order, for ACME certificates. */
+  acme?: AcmeOrder | null;
+}
+
+export interface AcmeOrder {
+  status: "pending" | "validating" | "issued" | "failed";
+  error?: string | null;
+  challenge: "http-01" | "dns-01";
+  dns_provider_id?: Id | null;
+  attempts: number;
+  /** Unix ms. */
+  next_attempt_at?: number | null;
+  renew_at?: number | null;
+  issued_at?: number | null;
+}
+
+export type DnsProviderSpec =
+  | { kind: "cloudflare"; api_token: string; zone_id: string; api_url: string }
+  | { kind: "rfc2136"; server: string; zone: string; tsig_key_name: string; tsig_algorithm: string; tsig_secret: string }
+  | { kind: "command"; command: string[]; timeout_seconds: number };
+
+export interface DnsProvider {
+  id: Id;
+  name: string;
+  propagation_seconds: number;
+  provider: DnsProviderSpec;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface AcmeSettings {
+  directory_url: string;
+  email?: string | null;
+  ca_roots?: string | null;
+  eab_key_id?: string | null;
+  eab_hmac_set: boolean;
+  overridden: string[];
 }
 
 export interface User {
@@ -95,6 +132,8 @@ export interface User {
   name: string;
   role: "admin" | "operator" | "viewer";
   disabled: boolean;
+  /** The user must choose a new password before anything else works. */
+  must_change_password?: boolean;
   created_at: number;
   updated_at: number;
 }
@@ -179,6 +218,7 @@ export const RESOURCES = [
   "streams",
   "access-lists",
   "certificates",
+  "dns-providers",
   "settings",
   "config",
   "upstreams",

@@ -182,6 +182,7 @@ impl FromRequestParts<AppState> for Auth {
                 .await
                 .map_err(|e| user_lookup_error(e, "the token's user no longer exists"))?;
             let role = active_role(&user)?;
+            require_current_password(&user, parts)?;
             let _ = state.store.touch_api_token(t.id).await;
             return Ok(Auth {
                 user,
@@ -205,6 +206,7 @@ impl FromRequestParts<AppState> for Auth {
             ));
         }
         let role = active_role(&user)?;
+        require_current_password(&user, parts)?;
         Ok(Auth {
             user,
             role,
@@ -212,6 +214,20 @@ impl FromRequestParts<AppState> for Auth {
             token_id: None,
         })
     }
+}
+
+/// A user whose password was generated or set by someone else may only
+/// read their own account and choose a new password.
+fn require_current_password(user: &User, parts: &Parts) -> Result<(), ApiError> {
+    let path = parts.uri.path();
+    if user.must_change_password() && path != "/api/auth/me" && path != "/api/auth/password" {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "password_change_required",
+            "choose a new password first: POST /api/auth/password",
+        ));
+    }
+    Ok(())
 }
 
 fn active_role(user: &User) -> Result<Role, ApiError> {

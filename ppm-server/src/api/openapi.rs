@@ -652,7 +652,7 @@ pub fn document() -> Value {
         "info": {
             "title": "ppm-server API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "The REST API of ppm-server. Log in with POST /api/auth/login and send the token as `Authorization: Bearer <token>`, or use an API token from /api/tokens. Every write answers after the proxy serves it.",
+            "description": "The REST API of ppm-server. Log in with POST /api/auth/login and send the token as `Authorization: Bearer <token>`, or use an API token from /api/tokens. Every write answers after the proxy serves it. A user whose `must_change_password` is true (a generated first-run password, or one an admin set) gets 403 `password_change_required` from every call except GET /api/auth/me and POST /api/auth/password.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],

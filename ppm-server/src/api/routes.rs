@@ -164,16 +164,22 @@ pub struct UserView {
     pub created_at: i64,
     /// Last change, Unix milliseconds.
     pub updated_at: i64,
+    /// The user must choose a new password before anything else works
+    /// (`POST /api/auth/password`); other calls answer 403
+    /// `password_change_required`.
+    pub must_change_password: bool,
 }
 
 impl From<User> for UserView {
     fn from(u: User) -> Self {
+        let must_change_password = u.must_change_password();
         UserView {
             id: u.id,
             email: u.email,
             name: u.name,
             role: u.role,
             disabled: u.disabled,
+            must_change_password,
             created_at: u.created_at,
             updated_at: u.updated_at,
         }
@@ -332,6 +338,11 @@ pub struct UserInput {
     /// Whether the user may log in.
     #[serde(default)]
     pub disabled: bool,
+    /// With `password`: whether the user must choose a new password at
+    /// their next login. Default: no on create; yes when an admin sets
+    /// another user's password on update.
+    #[serde(default)]
+    pub must_change_password: Option<bool>,
 }
 
 async fn list_users(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Vec<UserView>>> {
@@ -392,7 +403,10 @@ async fn create_user(
     let hash = hash_blocking(password).await?;
     let created = state
         .store
-        .create_user(NewUser::new(email, u.name, hash, u.role.as_str()))
+        .create_user(
+            NewUser::new(email, u.name, hash, u.role.as_str())
+                .must_change_password(u.must_change_password.unwrap_or(false)),
+        )
         .await?;
     let view: UserView = created.into();
     audit(
@@ -439,7 +453,11 @@ async fn update_user(
     let mut updated = state.store.update_user(&user).await?;
     if let Some(p) = u.password {
         let hash = hash_blocking(p).await?;
-        state.store.set_user_password(id, &hash).await?;
+        if u.must_change_password.unwrap_or(id != auth.user.id) {
+            state.store.reset_user_password(id, &hash).await?;
+        } else {
+            state.store.set_user_password(id, &hash).await?;
+        }
         updated = state.store.get_user(id).await?;
     }
     let view: UserView = updated.into();

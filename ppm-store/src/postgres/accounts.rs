@@ -19,7 +19,7 @@ impl PostgresStore {
         sqlx::query_as(
             "INSERT INTO users (email, name, password_hash, role, disabled, password_changed_at,
                 created_at, updated_at)
-             VALUES ($1, $2, $3, $4, FALSE, $5, $5, $5)
+             VALUES ($1, $2, $3, $4, FALSE, $6, $5, $5)
              RETURNING id, email, name, password_hash, role, disabled, password_changed_at,
                 created_at, updated_at",
         )
@@ -28,6 +28,7 @@ impl PostgresStore {
         .bind(&user.password_hash)
         .bind(&user.role)
         .bind(now)
+        .bind((!user.must_change_password).then_some(now))
         .fetch_one(self.pool())
         .await
         .map_err(|e| {
@@ -107,14 +108,31 @@ impl PostgresStore {
 
     /// Sets a user's password hash and `password_changed_at`.
     pub async fn set_user_password(&self, id: Id, password_hash: &str) -> Result<(), WriteError> {
+        self.write_password(id, password_hash, Some(timestamp()))
+            .await
+    }
+
+    /// Sets a password someone else chose (an admin's reset): the user must
+    /// change it at their next login.
+    pub async fn reset_user_password(&self, id: Id, password_hash: &str) -> Result<(), WriteError> {
+        self.write_password(id, password_hash, None).await
+    }
+
+    async fn write_password(
+        &self,
+        id: Id,
+        password_hash: &str,
+        changed_at: Option<i64>,
+    ) -> Result<(), WriteError> {
         let now = timestamp();
         let done = sqlx::query(
-            "UPDATE users SET password_hash = $2, password_changed_at = $3, updated_at = $3
+            "UPDATE users SET password_hash = $2, password_changed_at = $4, updated_at = $3
              WHERE id = $1",
         )
         .bind(id)
         .bind(password_hash)
         .bind(now)
+        .bind(changed_at)
         .execute(self.pool())
         .await?;
         if done.rows_affected() == 0 {

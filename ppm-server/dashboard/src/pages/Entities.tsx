@@ -22,6 +22,7 @@ export function EntityPage<T extends { id: number; enabled?: boolean }>({
   search,
   shownFields,
   intro,
+  toBody,
 }: {
   title: string;
   noun: string;
@@ -33,7 +34,11 @@ export function EntityPage<T extends { id: number; enabled?: boolean }>({
   search: (item: T) => string;
   shownFields: string[];
   intro?: ReactNode;
+  /** The request body for a form value (default: the value as it is). */
+  toBody?: (value: Json) => Json;
 }) {
+  // Entities without an enabled flag have no status column.
+  const hasStatus = useMemo(() => make().enabled !== undefined, [make]);
   const items = useLoad(() => api.get<T[]>(path));
   const [editing, setEditing] = useState<Json | null>(null);
   const [q, setQ] = useState("");
@@ -80,7 +85,7 @@ export function EntityPage<T extends { id: number; enabled?: boolean }>({
                 {columns.map((c) => (
                   <th key={c.label}>{c.label}</th>
                 ))}
-                <th>Status</th>
+                {hasStatus && <th>Status</th>}
                 <th />
               </tr>
             </thead>
@@ -92,7 +97,9 @@ export function EntityPage<T extends { id: number; enabled?: boolean }>({
                       {c.cell(item)}
                     </td>
                   ))}
-                  <td data-label="Status">{item.enabled === false ? <Badge>Disabled</Badge> : <Badge kind="ok">Active</Badge>}</td>
+                  {hasStatus && (
+                    <td data-label="Status">{item.enabled === false ? <Badge>Disabled</Badge> : <Badge kind="ok">Active</Badge>}</td>
+                  )}
                   <td className="row-actions">
                     {canWrite && (
                       <>
@@ -136,6 +143,7 @@ export function EntityPage<T extends { id: number; enabled?: boolean }>({
           initial={editing}
           fields={fields}
           shownFields={shownFields}
+          toBody={toBody}
           onClose={() => setEditing(null)}
           onSaved={(saved) => {
             setEditing(null);
@@ -154,6 +162,7 @@ function EntityDialog({
   initial,
   fields,
   shownFields,
+  toBody,
   onClose,
   onSaved,
 }: {
@@ -162,6 +171,7 @@ function EntityDialog({
   initial: Json;
   fields: (form: Form) => ReactNode;
   shownFields: string[];
+  toBody?: (value: Json) => Json;
   onClose: () => void;
   onSaved: (saved: Json) => void;
 }) {
@@ -169,7 +179,8 @@ function EntityDialog({
   const isNew = !initial.id;
   const save = async (e: React.FormEvent) => {
     e.preventDefault();
-    const saved = await form.run(() => (isNew ? api.post<Json>(path, form.value) : api.put<Json>(`${path}/${initial.id}`, form.value)));
+    const body = toBody ? toBody(form.value) : form.value;
+    const saved = await form.run(() => (isNew ? api.post<Json>(path, body) : api.put<Json>(`${path}/${initial.id}`, body)));
     if (saved) onSaved(saved);
   };
   return (

@@ -2,14 +2,113 @@ import { useState } from "react";
 import { api, ApiError } from "../api";
 import { useAuth, useCanWrite } from "../App";
 import { FormError, ListField, SelectField, TextField, Toggle, useForm, type Json } from "../form";
-import type { Certificate, ProxyHost, Settings } from "../types";
+import type { AcmeSettings, Certificate, ProxyHost, Settings } from "../types";
 import { ErrorBanner, Notice, PageHead, Spinner, useLoad } from "../ui";
 
 export function SettingsPage() {
   const settings = useLoad(() => api.get<Settings>("/api/settings"));
   if (settings.error) return <ErrorBanner error={settings.error} />;
   if (!settings.data) return <Spinner />;
-  return <SettingsForm initial={settings.data} />;
+  return (
+    <>
+      <SettingsForm initial={settings.data} />
+      <AcmeSettingsSection />
+    </>
+  );
+}
+
+const ACME_FIELDS = ["directory_url", "email", "ca_roots", "eab_key_id"] as const;
+
+const CAS = [
+  { value: "https://acme-v02.api.letsencrypt.org/directory", label: "Let's Encrypt" },
+  { value: "https://acme-staging-v02.api.letsencrypt.org/directory", label: "Let's Encrypt staging (untrusted test certificates)" },
+  { value: "https://acme.zerossl.com/v2/DV90", label: "ZeroSSL (needs EAB)" },
+];
+
+/** The ACME CA and account settings (`/api/settings/acme`). A field set here
+ * overrides the server's command-line setting; "Use server defaults" drops
+ * every override. */
+function AcmeSettingsSection() {
+  const loaded = useLoad(() => api.get<AcmeSettings>("/api/settings/acme"));
+  if (loaded.error) {
+    return (
+      <div className="card">
+        <h2>Certificates (ACME)</h2>
+        <ErrorBanner error={loaded.error} />
+      </div>
+    );
+  }
+  if (!loaded.data) return <Spinner />;
+  return <AcmeSettingsForm initial={loaded.data} />;
+}
+
+function AcmeSettingsForm({ initial }: { initial: AcmeSettings }) {
+  const start = (a: AcmeSettings): Json => ({ ...a, eab_hmac: "" });
+  const form = useForm<Json>(start(initial));
+  const [base, setBase] = useState<AcmeSettings>(initial);
+  const [saved, setSaved] = useState<string | null>(null);
+  const canWrite = useCanWrite();
+  const put = async (body: Json, message: string) => {
+    setSaved(null);
+    const r = await form.run(() => api.put<AcmeSettings>("/api/settings/acme", body));
+    if (r) {
+      setBase(r);
+      form.replace(start(r));
+      setSaved(message);
+    }
+  };
+  const save = async (e: React.FormEvent) => {
+    e.preventDefault();
+    const v = form.value;
+    const body: Json = {};
+    // Keep earlier overrides and add the fields changed now.
+    for (const k of ACME_FIELDS) {
+      if (base.overridden.includes(k) || (v[k] ?? "") !== (base[k] ?? "")) body[k] = v[k] ?? "";
+    }
+    if (v.eab_hmac) body.eab_hmac = v.eab_hmac;
+    await put(body, "ACME settings saved; they apply to the next order.");
+  };
+  const overridden = (k: string) => (base.overridden.includes(k) ? "Set here (overrides the command line)." : "From the command line.");
+  return (
+    <form className="card" onSubmit={save} noValidate>
+      <h2>Certificates (ACME)</h2>
+      <p className="muted">The certificate authority that issues and renews ACME certificates, and the account ppm registers with it.</p>
+      {saved && <Notice kind="success">{saved}</Notice>}
+      <FormError form={form} shown={[...ACME_FIELDS, "eab_hmac"]} />
+      <TextField form={form} path="directory_url" label="Directory URL" hint={overridden("directory_url")} />
+      <div className="presets">
+        {CAS.map((c) => (
+          <button type="button" key={c.value} className="small" onClick={() => form.set("directory_url", c.value)}>
+            {c.label}
+          </button>
+        ))}
+      </div>
+      <TextField form={form} path="email" label="Contact email" type="email" hint={`Expiry and account notices from the CA. ${overridden("email")}`} />
+      <TextField form={form} path="ca_roots" label="Extra CA roots (PEM file on the server)" hint={`For a private CA such as step-ca. ${overridden("ca_roots")}`} />
+      <div className="row3">
+        <TextField form={form} path="eab_key_id" label="EAB key id" hint="External account binding, for CAs that need it (ZeroSSL, Google)." />
+        <TextField
+          form={form}
+          path="eab_hmac"
+          label="EAB HMAC key"
+          type="password"
+          hint={base.eab_hmac_set ? "Set; leave empty to keep it." : "Not set."}
+        />
+      </div>
+      {canWrite && (
+        <div className="actions left">
+          <button className="primary" type="submit" disabled={form.busy}>
+            {form.busy ? "Saving…" : "Save ACME settings"}
+          </button>
+          {base.overridden.length > 0 && (
+            <button type="button" disabled={form.busy} onClick={() => put({}, "ACME settings reset to the server's command-line settings.")}>
+              Use server defaults
+            </button>
+          )}
+        </div>
+      )}
+    </form>
+  );
 }
 
 function SettingsForm({ initial }: { initial: Settings }) {

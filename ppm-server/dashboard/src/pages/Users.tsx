@@ -13,7 +13,7 @@ export function Users() {
   return (
     <>
       <PageHead title="Users & roles">
-        <button className="primary" onClick={() => setEditing({ email: "", name: "", role: "operator", password: "", disabled: false })}>
+        <button className="primary" onClick={() => setEditing({ email: "", name: "", role: "operator", password: "", disabled: false, must_change_password: true })}>
           Add user
         </button>
       </PageHead>
@@ -49,7 +49,7 @@ export function Users() {
                   <td data-label="Status">{u.disabled ? <Badge kind="bad">Disabled</Badge> : <Badge kind="ok">Active</Badge>}</td>
                   <td data-label="Created">{formatTime(u.created_at)}</td>
                   <td className="row-actions">
-                    <button className="small" onClick={() => setEditing({ ...u, password: "" })}>
+                    <button className="small" onClick={() => setEditing({ ...u, password: "", must_change_password: true })}>
                       Edit
                     </button>
                     {u.id !== me.id && (
@@ -99,7 +99,10 @@ function UserDialog({ initial, onClose, onSaved }: { initial: Json; onClose: () 
     e.preventDefault();
     const v = form.value;
     const body: Json = { email: v.email, name: v.name, role: v.role, disabled: v.disabled };
-    if (v.password) body.password = v.password;
+    if (v.password) {
+      body.password = v.password;
+      body.must_change_password = v.must_change_password !== false;
+    }
     const saved = await form.run(() => (isNew ? api.post<User>("/api/users", body) : api.put<User>(`/api/users/${initial.id}`, body)));
     if (saved) onSaved(saved);
   };
@@ -128,6 +131,14 @@ function UserDialog({ initial, onClose, onSaved }: { initial: Json; onClose: () 
             autoComplete="new-password"
             hint={isNew ? "At least 12 characters." : "Leave empty to keep the current one."}
           />
+          {form.get("password") ? (
+            <Toggle
+              form={form}
+              path="must_change_password"
+              label="Must choose a new password at next sign-in"
+              hint="The user replaces the password you chose before doing anything else."
+            />
+          ) : null}
           <Toggle form={form} path="disabled" label="Disabled (cannot sign in)" />
         </div>
         <div className="actions">

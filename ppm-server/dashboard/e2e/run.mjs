@@ -129,6 +129,9 @@ async function startServer() {
         PPM_API_LISTEN: `127.0.0.1:${apiPort}`,
         PPM_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
         PPM_HTTPS_LISTEN: `127.0.0.1:${httpsPort}`,
+        // Orders must stay on this machine: a CA address nothing listens on,
+        // so an order fails at once and the page shows the failure.
+        PPM_ACME_DIRECTORY: "https://127.0.0.1:9/directory",
         RUST_LOG: "warn",
       },
       stdio: ["ignore", "pipe", "pipe"],
@@ -348,6 +351,58 @@ await step("upload a certificate", async () => {
   const text = await row.innerText();
   assert(/(29|30) days left/.test(text), `the expiry is shown: ${text}`);
   await shot("certificates");
+});
+
+await step("DNS providers, an ACME order followed live, and the ACME settings", async () => {
+  await nav("DNS providers");
+  await heading("DNS providers");
+  await page.getByRole("button", { name: "Add DNS provider" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("e2e dns");
+  await page.getByLabel("Provider", { exact: true }).selectOption("rfc2136");
+  await page.getByLabel("Primary server").fill("not a socket address");
+  await page.getByLabel("Zone", { exact: true }).fill("e2e.test");
+  await page.getByLabel("TSIG key name").fill("ppm-key");
+  await page.getByLabel("TSIG secret (base64)").fill("c2VjcmV0LXNlY3JldC1zZWNyZXQ=");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.locator('.field[data-path="provider.server"] .field-error').waitFor();
+  await page.getByLabel("Primary server").fill("127.0.0.1:53");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByRole("cell", { name: "e2e dns" }).waitFor();
+  await shot("dns-providers");
+
+  await nav("Certificates");
+  await heading("Certificates");
+  await page.getByRole("button", { name: "Request certificate" }).click();
+  await page.getByLabel("Domain names").fill("*.wild.e2e.test");
+  await page.getByRole("button", { name: "Request", exact: true }).click();
+  const wild = page.locator('.field[data-path="domain_names"] .field-error');
+  await wild.waitFor();
+  assert((await wild.innerText()).includes("dns-01"), `a wildcard needs dns-01: ${await wild.innerText()}`);
+  await page.getByLabel("Challenge").selectOption("dns-01");
+  await page.getByLabel("DNS provider").selectOption({ label: "e2e dns" });
+  await page.getByRole("button", { name: "Request", exact: true }).click();
+  // The order runs in the background and the list follows it: the CA
+  // cannot be reached, so it fails with the reason and offers a retry.
+  const row = page.getByRole("row", { name: /wild\.e2e\.test/ });
+  await row.waitFor();
+  await row.locator('.order[data-status="failed"] .field-error').waitFor({ timeout: 30_000 });
+  await row.getByRole("button", { name: "Retry" }).waitFor();
+  await shot("certificates-acme-failed");
+
+  await nav("Settings");
+  await heading("Settings");
+  const dir = page.getByLabel("Directory URL");
+  assert((await dir.inputValue()) === "https://127.0.0.1:9/directory", "the effective directory comes from the command line");
+  await dir.fill("http://plain.example/directory");
+  await page.getByRole("button", { name: "Save ACME settings" }).click();
+  await page.locator('.field[data-path="directory_url"] .field-error').waitFor();
+  await page.getByRole("button", { name: "Let's Encrypt staging (untrusted test certificates)" }).click();
+  await page.getByRole("button", { name: "Save ACME settings" }).click();
+  await page.getByText("ACME settings saved").waitFor();
+  await page.getByRole("button", { name: "Use server defaults" }).click();
+  await page.getByText("reset to the server's command-line settings").waitFor();
+  assert((await dir.inputValue()) === "https://127.0.0.1:9/directory", "the reset brings the command line's directory back");
+  await shot("settings-acme");
 });
 
 await step("an API token is shown once and works", async () => {

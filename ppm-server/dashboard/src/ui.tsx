@@ -94,7 +94,7 @@ export function Modal({ title, onClose, children, wide }: { title: string; onClo
       <div className={"modal" + (wide ? " wide" : "")} role="dialog" aria-modal="true" aria-label={title}>
         <div className="modal-head">
           <h2>{title}</h2>
-          <button className="icon" onClick={onClose} aria-label="Close">
+          <button type="button" className="icon" onClick={onClose} aria-label="Close">
             ×
           </button>
         </div>

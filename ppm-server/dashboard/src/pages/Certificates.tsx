@@ -60,7 +60,7 @@ export function Certificates() {
                 <th>Name</th>
                 <th>Domains</th>
                 <th>Source</th>
-                <th>Expires</th>
+                <th>Expiry &amp; order</th>
                 <th>Used by</th>
                 <th />
               </tr>
@@ -234,6 +234,8 @@ export function RequestDialog({
   const dns = form.get("challenge") === "dns-01";
   const save = async (e: React.FormEvent) => {
     e.preventDefault();
+    // Opened from a host's form: do not submit that one too.
+    e.stopPropagation();
     const v = form.value;
     const body: Json = { source: "acme", domain_names: v.domain_names, challenge: v.challenge };
     if (v.name) body.name = v.name;

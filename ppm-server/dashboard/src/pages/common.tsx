@@ -1,9 +1,10 @@
 // Form sections shared by hosts and streams.
-import type { ReactNode } from "react";
+import { useState, type ReactNode } from "react";
 import { api } from "../api";
 import { FieldErrors, NumberField, SelectField, TextField, Toggle, type Form, type Json } from "../form";
 import type { AccessList, Certificate } from "../types";
 import { useLoad } from "../ui";
+import { RequestDialog } from "./Certificates";
 
 /** An editable list of rows at `path`. */
 export function ArrayEditor({
@@ -167,19 +168,44 @@ export function AccessListSelect({ form, path = "access_list_id" }: { form: Form
 
 export function SslSection({ form, http2 }: { form: Form; http2?: boolean }) {
   const certs = useCertificates();
+  const [requesting, setRequesting] = useState(false);
+  const domains: string[] = form.get("domain_names") ?? [];
   return (
     <>
       <SelectField
         form={form}
         path="certificate_id"
         label="Certificate"
-        hint="Upload certificates on the Certificates page."
+        hint={
+          <>
+            Choose one, or{" "}
+            <button type="button" className="link" onClick={() => setRequesting(true)}>
+              request a new certificate for this host&apos;s domains
+            </button>
+            . Uploads are on the Certificates page.
+          </>
+        }
         options={[
           { value: "", label: "None (plain HTTP)" },
-          ...(certs.data ?? []).map((c) => ({ value: String(c.id), label: `${c.name || "certificate " + c.id} — ${c.domain_names.join(", ")}` })),
+          ...(certs.data ?? []).map((c) => ({
+            value: String(c.id),
+            label: `${c.name || "certificate " + c.id} — ${c.domain_names.join(", ")}${c.status && c.status !== "issued" ? ` (${c.status})` : ""}`,
+          })),
         ]}
         parse={idOption}
       />
+      {requesting && (
+        <RequestDialog
+          domains={domains}
+          onClose={() => setRequesting(false)}
+          onSaved={(c) => {
+            setRequesting(false);
+            certs.reload();
+            // Served once issued; until then the fallback certificate answers.
+            form.set("certificate_id", c.id);
+          }}
+        />
+      )}
       <Toggle form={form} path="ssl_forced" label="Force HTTPS" hint="Redirect plain HTTP requests to HTTPS." />
       <Toggle form={form} path="hsts_enabled" label="HSTS" hint="Send Strict-Transport-Security over TLS." />
       <Toggle form={form} path="hsts_subdomains" label="HSTS for subdomains" />

@@ -76,6 +76,7 @@
 pub mod accounts;
 pub mod acme;
 mod any;
+mod checkpoint;
 mod error;
 mod model;
 #[cfg(feature = "postgres")]

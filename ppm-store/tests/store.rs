@@ -951,9 +951,10 @@ async fn rollback_restores_earlier_snapshots_exactly<B: Backend>(b: Arc<B>) {
         store.revision().await.unwrap(),
         store.load().await.unwrap().config,
     ));
-    // Enough writes to pass a history checkpoint.
+    // Enough writes to pass a history checkpoint (64 KiB of changes at
+    // least; each of these is over 1 KiB of JSON).
     let mut ids = Vec::new();
-    for i in 0..40u16 {
+    for i in 0..120u16 {
         let name = format!("h{i}.example");
         let c = if i % 3 == 2 {
             let id: Id = ids.remove(0);

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use self::codec::narrow;
 use self::read::Scope;
 use self::write::Mode;
+use crate::checkpoint::Checkpoints;
 use crate::error::{backend, OpenError, WriteError};
 use crate::model::{
     Change, Committed, Entity, EntityKind, RevisionChanges, RevisionInfo, WriteContext,
@@ -29,10 +30,6 @@ use crate::model::{
 use crate::writer::ConfigWriter;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres");
-
-/// A full snapshot is stored in the history every this many revisions (as
-/// in the SQLite backend).
-const CHECKPOINT_EVERY: u64 = 32;
 
 /// While the notification connection is up, the revision is still polled
 /// every this many poll intervals, in case a notification was lost with a
@@ -137,6 +134,8 @@ struct Inner {
     /// Whether the `LISTEN` connection is up.
     listening: AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// When the history stores a full snapshot (as in the SQLite backend).
+    checkpoints: Checkpoints,
 }
 
 impl Drop for Inner {
@@ -192,6 +191,24 @@ fn valid_schema(name: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// The sizes [`Checkpoints`] starts from: the last snapshot's and the
+/// changes' after it.
+async fn history_sizes(pool: &PgPool) -> Result<Checkpoints, sqlx::Error> {
+    let (last, since): (i64, i64) = sqlx::query_as(
+        "WITH c AS (SELECT revision, octet_length(snapshot) AS size FROM config_history
+                    WHERE snapshot IS NOT NULL ORDER BY revision DESC LIMIT 1)
+         SELECT COALESCE((SELECT size FROM c), 0)::BIGINT,
+                COALESCE((SELECT SUM(octet_length(changes)) FROM config_history
+                          WHERE revision > COALESCE((SELECT revision FROM c), 0)), 0)::BIGINT",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Checkpoints::new(
+        u64::try_from(last).unwrap_or(0),
+        u64::try_from(since).unwrap_or(0),
+    ))
 }
 
 async fn read_revision(pool: &PgPool) -> Result<u64, StoreError> {
@@ -272,6 +289,10 @@ impl PostgresStore {
             path: path.clone(),
             source: Box::new(e),
         })?;
+        let checkpoints = history_sizes(&pool).await.map_err(|e| OpenError::Open {
+            path: path.clone(),
+            source: Box::new(e),
+        })?;
 
         // Named for the schema, so an operator (or a test) can tell the
         // listening connections apart in `pg_stat_activity`.
@@ -297,6 +318,7 @@ impl PostgresStore {
             announced: AtomicU64::new(revision),
             listening: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
+            checkpoints,
         });
         let channel = format!(
             "ppm_revision.{}",
@@ -391,6 +413,7 @@ impl PostgresStore {
 
     /// Bumps the revision and records the history entry, inside `tx`.
     async fn finish_write(
+        &self,
         conn: &mut PgConnection,
         ctx: &WriteContext,
         summary: &str,
@@ -403,12 +426,15 @@ impl PostgresStore {
         .await?;
         let revision: u64 = narrow(revision, "revision")?;
         let replaced = changes.iter().any(|c| matches!(c, Change::ReplaceAll));
-        let snapshot = if replaced || revision.is_multiple_of(CHECKPOINT_EVERY) {
+        let changes = codec::to_json(changes)?;
+        let checkpoints = &self.inner.checkpoints;
+        let snapshot = if replaced || checkpoints.due(changes.len()) {
             let config = read::load_config(conn, Scope::All).await?;
             Some(codec::to_json(&config)?)
         } else {
             None
         };
+        checkpoints.record(changes.len(), snapshot.as_ref().map(String::len));
         sqlx::query(
             "INSERT INTO config_history (revision, at, actor, client_ip, summary, changes, snapshot)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -418,7 +444,7 @@ impl PostgresStore {
         .bind(&ctx.actor)
         .bind(&ctx.client_ip)
         .bind(summary)
-        .bind(codec::to_json(changes)?)
+        .bind(changes)
         .bind(snapshot)
         .execute(&mut *conn)
         .await?;
@@ -617,7 +643,7 @@ impl ConfigWriter for PostgresStore {
         let changes = [Change::Create {
             after: entity.clone(),
         }];
-        let revision = Self::finish_write(&mut tx, ctx, &summary, &changes).await?;
+        let revision = self.finish_write(&mut tx, ctx, &summary, &changes).await?;
         self.commit(tx, revision).await?;
         Ok(Committed::new(revision, entity))
     }
@@ -636,7 +662,7 @@ impl ConfigWriter for PostgresStore {
             before,
             after: entity.clone(),
         }];
-        let revision = Self::finish_write(&mut tx, ctx, &summary, &changes).await?;
+        let revision = self.finish_write(&mut tx, ctx, &summary, &changes).await?;
         self.commit(tx, revision).await?;
         Ok(Committed::new(revision, entity))
     }
@@ -655,7 +681,7 @@ impl ConfigWriter for PostgresStore {
         let changes = [Change::Delete {
             before: before.clone(),
         }];
-        let revision = Self::finish_write(&mut tx, ctx, &summary, &changes).await?;
+        let revision = self.finish_write(&mut tx, ctx, &summary, &changes).await?;
         self.commit(tx, revision).await?;
         Ok(Committed::new(revision, before))
     }
@@ -680,7 +706,9 @@ impl ConfigWriter for PostgresStore {
             before: Box::new(before),
             after: Box::new(settings.clone()),
         }];
-        let revision = Self::finish_write(&mut tx, ctx, "update settings", &changes).await?;
+        let revision = self
+            .finish_write(&mut tx, ctx, "update settings", &changes)
+            .await?;
         self.commit(tx, revision).await?;
         Ok(Committed::new(revision, settings))
     }
@@ -696,7 +724,9 @@ impl ConfigWriter for PostgresStore {
         write::clear_config(&mut tx).await?;
         write::insert_config(&mut tx, &config).await?;
         let stored = read::load_config(&mut tx, Scope::All).await?;
-        let revision = Self::finish_write(&mut tx, ctx, summary, &[Change::ReplaceAll]).await?;
+        let revision = self
+            .finish_write(&mut tx, ctx, summary, &[Change::ReplaceAll])
+            .await?;
         self.commit(tx, revision).await?;
         Ok(Committed::new(revision, stored))
     }

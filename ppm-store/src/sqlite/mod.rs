@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use self::read::Scope;
 use self::write::Mode;
+use crate::checkpoint::Checkpoints;
 use crate::error::{backend, OpenError, WriteError};
 use crate::model::{
     Change, Committed, Entity, EntityKind, RevisionChanges, RevisionInfo, WriteContext,
@@ -34,10 +35,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The file name [`SqliteStore::open_dir`] uses inside a data directory.
 pub const DB_FILE_NAME: &str = "ppm.db";
-
-/// A full snapshot is stored in the history every this many revisions, so
-/// rebuilding any revision replays at most this many changes.
-const CHECKPOINT_EVERY: u64 = 32;
 
 /// How a [`SqliteStore`] opens its database.
 #[derive(Debug, Clone)]
@@ -156,6 +153,8 @@ struct Inner {
     /// revision once, in order.
     announced: AtomicU64,
     poller: Mutex<Option<JoinHandle<()>>>,
+    /// When the history stores a full snapshot.
+    checkpoints: Checkpoints,
 }
 
 impl Drop for Inner {
@@ -176,6 +175,24 @@ impl Inner {
             self.notifier.notify(revision);
         }
     }
+}
+
+/// The sizes [`Checkpoints`] starts from: the last snapshot's and the
+/// changes' after it.
+async fn history_sizes(conn: &mut SqliteConnection) -> Result<Checkpoints, sqlx::Error> {
+    let (last, since): (i64, i64) = sqlx::query_as(
+        "WITH c AS (SELECT revision, length(snapshot) AS size FROM config_history
+                    WHERE snapshot IS NOT NULL ORDER BY revision DESC LIMIT 1)
+         SELECT COALESCE((SELECT size FROM c), 0),
+                COALESCE((SELECT SUM(length(changes)) FROM config_history
+                          WHERE revision > COALESCE((SELECT revision FROM c), 0)), 0)",
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(Checkpoints::new(
+        u64::try_from(last).unwrap_or(0),
+        u64::try_from(since).unwrap_or(0),
+    ))
 }
 
 fn now_ms() -> i64 {
@@ -254,6 +271,7 @@ impl SqliteStore {
                 path: path.clone(),
                 source: Box::new(e),
             })?;
+        let checkpoints = history_sizes(&mut conn).await.map_err(open_err)?;
         drop(conn);
 
         let inner = Arc::new(Inner {
@@ -263,6 +281,7 @@ impl SqliteStore {
             notifier: ChangeNotifier::new(revision),
             announced: AtomicU64::new(revision),
             poller: Mutex::new(None),
+            checkpoints,
         });
         if let Some(interval) = options.poll_interval {
             let handle = tokio::spawn(poll(Arc::downgrade(&inner), interval));
@@ -332,6 +351,7 @@ impl SqliteStore {
 
     /// Bumps the revision and records the history entry, inside `tx`.
     async fn finish_write(
+        &self,
         conn: &mut SqliteConnection,
         ctx: &WriteContext,
         summary: &str,
@@ -344,12 +364,15 @@ impl SqliteStore {
         .await?;
         let revision: u64 = narrow(revision, "revision")?;
         let replaced = changes.iter().any(|c| matches!(c, Change::ReplaceAll));
-        let snapshot = if replaced || revision.is_multiple_of(CHECKPOINT_EVERY) {
+        let changes = codec::to_json(changes)?;
+        let checkpoints = &self.inner.checkpoints;
+        let snapshot = if replaced || checkpoints.due(changes.len()) {
             let config = read::load_config(conn, Scope::All).await?;
             Some(codec::to_json(&config)?)
         } else {
             None
         };
+        checkpoints.record(changes.len(), snapshot.as_ref().map(String::len));
         sqlx::query(
             "INSERT INTO config_history (revision, at, actor, client_ip, summary, changes, snapshot)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -359,7 +382,7 @@ impl SqliteStore {
         .bind(&ctx.actor)
         .bind(&ctx.client_ip)
         .bind(summary)
-        .bind(codec::to_json(changes)?)
+        .bind(changes)
         .bind(snapshot)
         .execute(&mut *conn)
         .await?;
@@ -486,7 +509,7 @@ impl ConfigWriter for SqliteStore {
         let changes = [Change::Create {
             after: entity.clone(),
         }];
-        let revision = Self::finish_write(&mut tx, ctx, &summary, &changes).await?;
+        let revision = self.finish_write(&mut tx, ctx, &summary, &changes).await?;
         self.commit(tx, revision).await?;
         Ok(Committed::new(revision, entity))
     }
@@ -505,7 +528,7 @@ impl ConfigWriter for SqliteStore {
             before,
             after: entity.clone(),
         }];
-        let revision = Self::finish_write(&mut tx, ctx, &summary, &changes).await?;
+        let revision = self.finish_write(&mut tx, ctx, &summary, &changes).await?;
         self.commit(tx, revision).await?;
         Ok(Committed::new(revision, entity))
     }
@@ -524,7 +547,7 @@ impl ConfigWriter for SqliteStore {
         let changes = [Change::Delete {
             before: before.clone(),
         }];
-        let revision = Self::finish_write(&mut tx, ctx, &summary, &changes).await?;
+        let revision = self.finish_write(&mut tx, ctx, &summary, &changes).await?;
         self.commit(tx, revision).await?;
         Ok(Committed::new(revision, before))
     }
@@ -549,7 +572,9 @@ impl ConfigWriter for SqliteStore {
             before: Box::new(before),
             after: Box::new(settings.clone()),
         }];
-        let revision = Self::finish_write(&mut tx, ctx, "update settings", &changes).await?;
+        let revision = self
+            .finish_write(&mut tx, ctx, "update settings", &changes)
+            .await?;
         self.commit(tx, revision).await?;
         Ok(Committed::new(revision, settings))
     }
@@ -565,7 +590,9 @@ impl ConfigWriter for SqliteStore {
         write::clear_config(&mut tx).await?;
         write::insert_config(&mut tx, &config).await?;
         let stored = read::load_config(&mut tx, Scope::All).await?;
-        let revision = Self::finish_write(&mut tx, ctx, summary, &[Change::ReplaceAll]).await?;
+        let revision = self
+            .finish_write(&mut tx, ctx, summary, &[Change::ReplaceAll])
+            .await?;
         self.commit(tx, revision).await?;
         Ok(Committed::new(revision, stored))
     }

@@ -475,11 +475,18 @@ fn check_model(config: &Config, check_regex: bool, errs: &mut Errors) {
                 );
             }
         }
-        if s.certificate_id.is_some() {
-            // Refused rather than silently forwarding in plain text.
+        if s.certificate_id.is_some() && s.protocol != crate::config::StreamProtocol::Tcp {
+            // Refused rather than forwarding UDP datagrams in plain text
+            // next to a TLS port: there is no TLS for UDP streams (DTLS).
             errs.push(
                 format!("{p}.certificate_id"),
-                "TLS termination of streams is not available yet; leave certificate_id unset",
+                format!(
+                    "TLS termination applies to TCP streams only; this stream's protocol is `{}`: set protocol to `tcp` or leave certificate_id unset",
+                    match s.protocol {
+                        crate::config::StreamProtocol::Udp => "udp",
+                        _ => "both",
+                    }
+                ),
             );
         }
         if !(MIN_STREAM_IDLE_MS..=MAX_STREAM_IDLE_MS).contains(&s.idle_timeout_ms) {
@@ -875,7 +882,7 @@ impl Compiler<'_> {
         };
 
         #[cfg(feature = "streams")]
-        let streams = self.streams();
+        let streams = self.streams(&certs);
 
         Some(CompiledConfig {
             revision,
@@ -1102,7 +1109,7 @@ impl Compiler<'_> {
 
     /// Builds the enabled streams.
     #[cfg(feature = "streams")]
-    fn streams(&mut self) -> Vec<Arc<crate::stream::CompiledStream>> {
+    fn streams(&mut self, certs: &CertificateTable) -> Vec<Arc<crate::stream::CompiledStream>> {
         use crate::config::StreamProtocol;
         use crate::stream::{proxy_protocol, CidrRules, CompiledStream};
 
@@ -1155,12 +1162,23 @@ impl Compiler<'_> {
                     }
                 },
             };
+            let tls = match s.certificate_id {
+                None => None,
+                Some(id) => match self.stream_tls(s.id, id, certs) {
+                    Ok(t) => Some(t),
+                    Err(m) => {
+                        self.errs.push(format!("{p}.certificate_id"), m);
+                        continue;
+                    }
+                },
+            };
             out.push(Arc::new(CompiledStream {
                 id: s.id,
                 bind,
                 protocol: s.protocol,
                 group,
                 acl,
+                tls,
                 proxy_protocol: s
                     .proxy_protocol
                     .and_then(proxy_protocol::Version::from_number),
@@ -1168,6 +1186,40 @@ impl Compiler<'_> {
             }));
         }
         out
+    }
+
+    /// TLS termination for stream `stream_id` with certificate `cert_id`:
+    /// the previous revision's acceptor when the certificate did not change
+    /// (keeping its session cache), else a new one. A certificate whose ACME
+    /// order is still pending compiles to "no certificate yet".
+    #[cfg(feature = "streams")]
+    fn stream_tls(
+        &self,
+        stream_id: Id,
+        cert_id: Id,
+        certs: &CertificateTable,
+    ) -> Result<crate::stream::StreamTls, String> {
+        use crate::stream::StreamTls;
+        let Some(cert) = certs.get(cert_id) else {
+            return if self.config.certificates.iter().any(|c| c.id == cert_id) {
+                Ok(StreamTls::pending(cert_id))
+            } else {
+                Err(format!("certificate {cert_id} does not exist"))
+            };
+        };
+        let reused = self
+            .opts
+            .previous
+            .and_then(|prev| prev.streams.iter().find(|p| p.id == stream_id))
+            .and_then(|p| p.tls.as_ref())
+            .and_then(|t| t.reuse_for(cert));
+        if let Some(t) = reused {
+            return Ok(t);
+        }
+        let acceptor = cert
+            .acceptor()
+            .map_err(|e| format!("certificate {cert_id} cannot be served: {e}"))?;
+        Ok(StreamTls::new(cert.clone(), acceptor))
     }
 
     fn build_filter(&mut self, spec: &FilterSpec, path: &str) -> Option<FilterEntry> {

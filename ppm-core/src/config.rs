@@ -639,7 +639,10 @@ pub struct Stream {
     pub balancing: Balancing,
     /// Access list (its CIDR rules only).
     pub access_list_id: Option<Id>,
-    /// Terminate TLS with this certificate (TCP only).
+    /// Terminate TLS with this certificate from the certificate store:
+    /// clients handshake with the stream and the upstreams get plaintext.
+    /// TCP streams only (`protocol: tcp`); a renewed or replaced
+    /// certificate is served from the next handshake on.
     pub certificate_id: Option<Id>,
     /// Send a PROXY protocol header to TCP upstreams: `None`, 1 or 2.
     #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 2)))]

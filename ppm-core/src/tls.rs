@@ -263,6 +263,30 @@ impl ParsedCertificate {
         ext::ssl_use_private_key(ssl, &self.key)
     }
 
+    /// A TLS acceptor serving this certificate (leaf, chain and key) with
+    /// Mozilla's "intermediate" profile (TLS 1.2 and 1.3, its ciphers) and
+    /// no ALPN, for terminating TLS in front of a raw TCP upstream (the
+    /// engine's TCP streams use one per stream and certificate revision).
+    ///
+    /// A client closing its TCP connection without a TLS `close_notify`
+    /// reads as an ordinary end of stream, as it would on plain TCP: the
+    /// bytes are forwarded as they are, so the upstream protocol frames its
+    /// own messages.
+    pub fn acceptor(&self) -> Result<openssl::ssl::SslAcceptor, openssl::error::ErrorStack> {
+        use openssl::ssl::{SslAcceptor, SslMethod, SslOptions, SslSessionCacheMode};
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+        b.set_certificate(&self.leaf)?;
+        for c in &self.chain {
+            b.add_extra_chain_cert(c.clone())?;
+        }
+        b.set_private_key(&self.key)?;
+        b.check_private_key()?;
+        b.set_options(SslOptions::IGNORE_UNEXPECTED_EOF);
+        b.set_session_cache_mode(SslSessionCacheMode::SERVER);
+        b.set_session_id_context(b"ppm-stream")?;
+        Ok(b.build())
+    }
+
     fn same_source(&self, cert: &str, key: &str) -> bool {
         &*self.source_pem.0 == cert && &*self.source_pem.1 == key
     }

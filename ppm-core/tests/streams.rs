@@ -787,3 +787,278 @@ async fn a_port_in_use_at_startup_is_reported_and_retried() {
     let mut c = connect(taken_port).await;
     round_trip(&mut c, b"bound on retry").await;
 }
+
+fn certificate(id: i64, name: &str) -> ppm_core::config::Certificate {
+    let (certificate_pem, private_key_pem) = ppm_core::testing::self_signed_cert(name).unwrap();
+    ppm_core::config::Certificate {
+        id,
+        name: name.into(),
+        domain_names: vec![name.into()],
+        certificate_pem,
+        private_key_pem,
+        ..Default::default()
+    }
+}
+
+fn fingerprint_of(c: &ppm_core::config::Certificate) -> String {
+    ppm_core::tls::ParsedCertificate::from_pem(c.id, &c.certificate_pem, &c.private_key_pem)
+        .unwrap()
+        .fingerprint()
+        .to_string()
+}
+
+type TlsClient = tokio_openssl::SslStream<TcpStream>;
+
+async fn tls_client(port: u16) -> (ppm_core::testing::TlsPeer, TlsClient) {
+    ppm_core::testing::tls_connect(
+        ([127, 0, 0, 1], port).into(),
+        Some("stream.test"),
+        &[],
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+/// Sends `data` while reading the echo (so large payloads cannot fill every
+/// buffer on the way and stall), and checks it came back unchanged.
+async fn tls_round_trip(s: &mut TlsClient, data: &[u8]) {
+    let (mut r, mut w) = tokio::io::split(s);
+    let mut back = vec![0u8; data.len()];
+    let (sent, got) = tokio::time::timeout(WAIT, async {
+        tokio::join!(w.write_all(data), r.read_exact(&mut back))
+    })
+    .await
+    .unwrap();
+    sent.unwrap();
+    got.unwrap();
+    assert!(back == data, "{} bytes came back changed", data.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_tls_termination_is_byte_exact_and_serves_renewals() {
+    let up = TcpUpstream::start(None).await;
+    let port = free_port().unwrap();
+    let mut c = Config::new();
+    c.certificates.push(certificate(5, "stream.test"));
+    let first_fp = fingerprint_of(&c.certificates[0]);
+    let mut s = stream(1, port, StreamProtocol::Tcp, &[up.port()]);
+    s.certificate_id = Some(5);
+    c.streams.push(s);
+    let (store, h) = engine_with(c, StreamOptions::new()).await;
+    let tls = h.streams().status()[0].tls.clone().unwrap();
+    assert_eq!(
+        (tls.certificate_id, tls.issued, tls.fingerprint.as_deref()),
+        (5, true, Some(first_fp.as_str()))
+    );
+
+    // TLS client -> stream -> plain upstream: the stream's certificate, and
+    // every byte back as sent.
+    let (peer, mut old) = tls_client(port).await;
+    assert_eq!(peer.fingerprint, first_fp);
+    assert_eq!(peer.names, ["stream.test"]);
+    assert_eq!(peer.alpn, None);
+    let mut total = 0u64;
+    for i in 0..300u64 {
+        let len = 1 + (i as usize * 7919) % 40_000;
+        tls_round_trip(&mut old, &bytes(i, len)).await;
+        total += len as u64;
+    }
+    let big = bytes(99, 1 << 20);
+    tls_round_trip(&mut old, &big).await;
+    total += big.len() as u64;
+    assert_eq!(up.accepted(), 1);
+    // The counters count plaintext.
+    assert_eq!(stats(&h, 1).bytes_in, total);
+    assert_eq!(stats(&h, 1).bytes_out, total);
+
+    // Half-close over TLS: the client's close_notify reaches the upstream
+    // as EOF, and the answer still comes back.
+    let (_, c) = tls_client(port).await;
+    let (mut r, mut w) = tokio::io::split(c);
+    let data = bytes(7, 200_000);
+    let mut back = Vec::new();
+    let (sent, got) = tokio::time::timeout(WAIT, async {
+        tokio::join!(
+            async {
+                w.write_all(&data).await?;
+                w.shutdown().await
+            },
+            r.read_to_end(&mut back)
+        )
+    })
+    .await
+    .unwrap();
+    sent.unwrap();
+    got.unwrap();
+    assert!(back == data, "half-closed TLS echo differs");
+
+    // A renewal (new PEMs, new revision) is served from the next handshake;
+    // the open connection keeps its session.
+    let renewed = certificate(5, "stream.test");
+    let renewed_fp = fingerprint_of(&renewed);
+    assert_ne!(renewed_fp, first_fp);
+    store.update(|c| c.certificates[0] = renewed);
+    h.reload().await.unwrap();
+    let (peer, mut new) = tls_client(port).await;
+    assert_eq!(peer.fingerprint, renewed_fp);
+    tls_round_trip(&mut new, b"with the renewed certificate").await;
+    tls_round_trip(&mut old, b"the old session keeps working").await;
+    assert_eq!(
+        h.streams().status()[0].tls.clone().unwrap().fingerprint,
+        Some(renewed_fp.clone())
+    );
+
+    // An unrelated change does not rebuild the acceptor: the same
+    // certificate keeps being served.
+    store.update(|c| c.streams[0].idle_timeout_ms = 300_000);
+    h.reload().await.unwrap();
+    let (peer, mut c) = tls_client(port).await;
+    assert_eq!(peer.fingerprint, renewed_fp);
+    // Once an echo came back, its upstream connection is counted.
+    tls_round_trip(&mut c, b"unchanged").await;
+
+    // A client that does not speak TLS never reaches the upstream.
+    let accepted = up.accepted();
+    let mut plain = connect(port).await;
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(closed(&mut plain, WAIT).await);
+    assert!(wait_until(WAIT, || async { stats(&h, 1).tls_handshake_failures == 1 }).await);
+    assert_eq!(up.accepted(), accepted);
+    assert!(stats(&h, 1).errors >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_tls_waits_for_a_pending_certificate_and_times_out_silent_clients() {
+    let up = TcpUpstream::start(Some("tls-up")).await;
+    let port = free_port().unwrap();
+    let mut c = Config::new();
+    // An ACME order not issued yet: no PEM.
+    c.certificates.push(ppm_core::config::Certificate {
+        id: 3,
+        name: "pending".into(),
+        domain_names: vec!["stream.test".into()],
+        ..Default::default()
+    });
+    let mut s = stream(1, port, StreamProtocol::Tcp, &[up.port()]);
+    s.certificate_id = Some(3);
+    s.idle_timeout_ms = 500;
+    c.streams.push(s);
+    let (store, h) = engine_with(c, StreamOptions::new()).await;
+    let st = h.streams().status();
+    assert!(st[0].listeners[0].listening);
+    let tls = st[0].tls.clone().unwrap();
+    assert!(!tls.issued && tls.fingerprint.is_none(), "{tls:?}");
+
+    // Refused, not served in plain text or with another certificate.
+    let r = ppm_core::testing::tls_connect(
+        ([127, 0, 0, 1], port).into(),
+        Some("stream.test"),
+        &[],
+        None,
+    )
+    .await;
+    assert!(r.is_err());
+    assert!(wait_until(WAIT, || async { stats(&h, 1).tls_handshake_failures == 1 }).await);
+    assert_eq!(up.accepted(), 0);
+
+    // Issued: the next handshake gets it.
+    let issued = certificate(3, "stream.test");
+    let fp = fingerprint_of(&issued);
+    store.update(|c| c.certificates[0] = issued);
+    h.reload().await.unwrap();
+    let (peer, mut c) = tls_client(port).await;
+    assert_eq!(peer.fingerprint, fp);
+    let mut tag = [0u8; 7];
+    tokio::time::timeout(WAIT, c.read_exact(&mut tag))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&tag, b"tls-up\n");
+
+    // A client that connects and never starts the handshake is closed
+    // after the idle timeout (shorter than the handshake limit here).
+    let mut silent = connect(port).await;
+    let t = Instant::now();
+    assert!(closed(&mut silent, WAIT).await);
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(wait_until(WAIT, || async { stats(&h, 1).tls_handshake_failures == 2 }).await);
+    assert_eq!(up.accepted(), 1);
+}
+
+#[test]
+fn tls_streams_need_tcp_and_an_existing_certificate() {
+    let paths = |c: &Config| -> Vec<(String, String)> {
+        ppm_core::compile::validate(c)
+            .err()
+            .map(|e| e.errors.into_iter().map(|f| (f.path, f.message)).collect())
+            .unwrap_or_default()
+    };
+    let mut c = Config::new();
+    c.certificates.push(certificate(5, "stream.test"));
+    c.streams.push(stream(1, 4000, StreamProtocol::Tcp, &[9]));
+    c.streams[0].certificate_id = Some(5);
+    assert_eq!(paths(&c), []);
+
+    for (protocol, word) in [(StreamProtocol::Udp, "udp"), (StreamProtocol::Both, "both")] {
+        c.streams[0].protocol = protocol;
+        let errs = paths(&c);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].0, "streams[0].certificate_id");
+        assert!(
+            errs[0].1.contains("TCP streams only") && errs[0].1.contains(word),
+            "{errs:?}"
+        );
+    }
+    c.streams[0].protocol = StreamProtocol::Tcp;
+    c.streams
+        .insert(0, stream(2, 4001, StreamProtocol::Tcp, &[9]));
+    c.streams[1].certificate_id = Some(99);
+    let errs = paths(&c);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].0, "streams[1].certificate_id");
+    assert!(
+        errs[0].1.contains("certificate 99 does not exist"),
+        "{errs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_certificate_id_is_refused_and_the_stream_keeps_serving() {
+    let up = TcpUpstream::start(None).await;
+    let port = free_port().unwrap();
+    let (store, h) = engine(vec![stream(1, port, StreamProtocol::Tcp, &[up.port()])]).await;
+    let mut c = connect(port).await;
+    round_trip(&mut c, b"plain").await;
+
+    store.update(|c| c.streams[0].certificate_id = Some(42));
+    let err = h.reload().await.unwrap_err();
+    let paths: Vec<_> = err.field_errors().iter().map(|e| e.path.clone()).collect();
+    assert_eq!(paths, ["streams[0].certificate_id"]);
+    store.update(|c| {
+        c.certificates.push(certificate(42, "stream.test"));
+        c.streams[0].protocol = StreamProtocol::Both;
+    });
+    let err = h.reload().await.unwrap_err();
+    let paths: Vec<_> = err.field_errors().iter().map(|e| e.path.clone()).collect();
+    assert_eq!(paths, ["streams[0].certificate_id"]);
+
+    // Nothing was applied: still plain TCP, open and new connections.
+    assert!(h.streams().status()[0].tls.is_none());
+    round_trip(&mut c, b"still plain").await;
+    let mut c2 = connect(port).await;
+    round_trip(&mut c2, b"new plain").await;
+
+    // Fixed: TLS from the next connection on.
+    store.update(|c| c.streams[0].protocol = StreamProtocol::Tcp);
+    h.reload().await.unwrap();
+    let (_, mut t) = tls_client(port).await;
+    tls_round_trip(&mut t, b"now over TLS").await;
+}

@@ -137,8 +137,37 @@ pub struct StreamStatus {
     pub enabled: bool,
     /// One per transport the stream uses.
     pub listeners: Vec<ListenerStatus>,
+    /// TLS termination, for a TCP stream with a certificate.
+    pub tls: Option<TlsStatus>,
     /// Its counters.
     pub stats: StreamStats,
+}
+
+/// The certificate a TLS stream serves to new connections.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[non_exhaustive]
+pub struct TlsStatus {
+    /// The certificate's id.
+    pub certificate_id: Id,
+    /// Whether it is issued; until then handshakes are refused.
+    pub issued: bool,
+    /// SHA-256 fingerprint of the leaf served, lower-case hex.
+    pub fingerprint: Option<String>,
+    /// End of its validity, unix seconds.
+    pub not_after: Option<i64>,
+}
+
+impl TlsStatus {
+    fn of(t: &super::StreamTls) -> Self {
+        let cert = t.certificate();
+        TlsStatus {
+            certificate_id: t.certificate_id(),
+            issued: cert.is_some(),
+            fingerprint: cert.map(|c| c.fingerprint().to_string()),
+            not_after: cert.map(|c| c.not_after()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -650,6 +679,7 @@ impl StreamManager {
                     id: s.id,
                     enabled: s.enabled,
                     listeners,
+                    tls: running.and_then(|r| r.shared.spec.load().tls.as_ref().map(TlsStatus::of)),
                     stats: running.map(|r| r.shared.counters.snapshot(s.id)).unwrap_or(
                         StreamStats {
                             stream_id: s.id,

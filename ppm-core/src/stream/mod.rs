@@ -25,7 +25,10 @@
 //! TCP connections are copied both ways with half-close, end after
 //! `idle_timeout_ms` without traffic (not after a fixed lifetime), fail over
 //! to the next upstream when a connect fails, and may start with a PROXY
-//! protocol header ([`proxy_protocol`]). UDP streams keep one session per
+//! protocol header ([`proxy_protocol`]). A TCP stream with a certificate
+//! terminates TLS ([`StreamTls`]): the client's handshake uses the
+//! certificate from the certificate store (a renewal is served from the next
+//! handshake on) and the plaintext goes to the upstream. UDP streams keep one session per
 //! client address in a bounded table ([`StreamOptions::max_udp_sessions`]).
 //! Upstreams are balanced like HTTP upstream groups (weighted round robin,
 //! random, least connections, or a consistent hash of the client IP); a TCP
@@ -66,6 +69,7 @@ mod manager;
 pub mod proxy_protocol;
 mod stats;
 mod tcp;
+mod tls;
 mod udp;
 
 use std::net::{IpAddr, SocketAddr};
@@ -76,9 +80,10 @@ use arc_swap::ArcSwap;
 
 pub use acl::CidrRules;
 pub use manager::{
-    BindErrorKind, BindFailure, ListenerStatus, Reservation, StreamManager, StreamStatus,
+    BindErrorKind, BindFailure, ListenerStatus, Reservation, StreamManager, StreamStatus, TlsStatus,
 };
 pub use stats::{StreamCounters, StreamStats};
+pub use tls::{StreamTls, HANDSHAKE_TIMEOUT};
 
 use crate::config::{Id, Stream, StreamProtocol};
 use crate::upstream::UpstreamGroup;
@@ -202,6 +207,8 @@ pub struct CompiledStream {
     pub(crate) acl: Option<CidrRules>,
     pub(crate) proxy_protocol: Option<proxy_protocol::Version>,
     pub(crate) idle_timeout: Duration,
+    /// TLS termination (TCP streams with a certificate only).
+    pub(crate) tls: Option<StreamTls>,
 }
 
 impl CompiledStream {
@@ -218,6 +225,11 @@ impl CompiledStream {
     /// The upstream group.
     pub fn group(&self) -> &Arc<UpstreamGroup> {
         &self.group
+    }
+
+    /// TLS termination, when the stream has a certificate.
+    pub fn tls(&self) -> Option<&StreamTls> {
+        self.tls.as_ref()
     }
 
     fn transports(&self) -> &'static [Transport] {

@@ -17,6 +17,7 @@ pub struct StreamCounters {
     pub(crate) denied: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
     pub(crate) udp_evicted: AtomicU64,
+    pub(crate) tls_failures: AtomicU64,
 }
 
 #[inline]
@@ -49,6 +50,7 @@ impl StreamCounters {
             denied: r(&self.denied),
             upstream_connect_failures: r(&self.connect_failures),
             udp_sessions_evicted: r(&self.udp_evicted),
+            tls_handshake_failures: r(&self.tls_failures),
         }
     }
 }
@@ -78,4 +80,8 @@ pub struct StreamStats {
     pub upstream_connect_failures: u64,
     /// UDP sessions evicted because the session table was full.
     pub udp_sessions_evicted: u64,
+    /// TLS handshakes with clients that failed, timed out, or were refused
+    /// because the certificate is not issued yet (each also counts in
+    /// `errors`).
+    pub tls_handshake_failures: u64,
 }

@@ -1,5 +1,6 @@
-//! TCP streams: accept, check the access list, connect an upstream (with
-//! failover), optionally send a PROXY header, then copy both ways with
+//! TCP streams: accept, check the access list, terminate TLS when the stream
+//! has a certificate, connect an upstream (with failover), optionally send a
+//! PROXY header, then copy both ways with
 //! half-close until both sides are done, the connection goes idle, or the
 //! stream is removed and its grace period ends.
 
@@ -100,6 +101,34 @@ async fn handle(
 ) -> io::Result<()> {
     let _ = client.set_nodelay(true);
     let local = client.local_addr()?;
+    match &spec.tls {
+        None => forward(client, peer, local, spec, shared, closing).await,
+        Some(tls) => {
+            // The handshake comes first: no upstream connection is made for
+            // a client that cannot complete it.
+            let timeout = spec.idle_timeout.min(super::HANDSHAKE_TIMEOUT);
+            let client = match tls.accept(client, timeout, closing).await {
+                Ok(c) => c,
+                Err(e) => {
+                    bump(&shared.counters.tls_failures);
+                    return Err(e);
+                }
+            };
+            forward(client, peer, local, spec, shared, closing).await
+        }
+    }
+}
+
+/// Connects the upstream, sends the PROXY header and relays `client`
+/// (plain TCP, or the plaintext side of a TLS session).
+async fn forward<C: AsyncRead + AsyncWrite + Unpin>(
+    client: C,
+    peer: SocketAddr,
+    local: SocketAddr,
+    spec: &CompiledStream,
+    shared: &Shared,
+    closing: &mut watch::Receiver<bool>,
+) -> io::Result<()> {
     let (mut upstream, member) =
         connect_upstream(spec, peer.ip(), shared.connect_timeout, &shared.counters).await?;
     let _in_use = InUse(&spec.group, member);

@@ -1044,6 +1044,15 @@ async fn openapi_describes_every_route() {
     assert_eq!(upstream["port"]["minimum"], 1);
     assert_eq!(upstream["port"]["maximum"], 65535);
     assert_eq!(schemas["ProxyHost"]["additionalProperties"], false);
+    // Stream writes say why a listener change can be refused.
+    assert!(paths.contains_key("/api/streams/status"));
+    let post = doc["paths"]["/api/streams"]["post"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        post.contains("port_in_use") && post.contains("TCP only"),
+        "{post}"
+    );
     let _ = (ppm.https_port, &ppm.data);
 }
 
@@ -1747,4 +1756,147 @@ async fn streams_start_from_the_store_and_report_bind_failures() {
     let err = st[1]["listeners"][0]["error"].as_str().unwrap();
     assert!(err.contains("already in use"), "{err}");
     drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_terminate_tls_with_a_stored_certificate() {
+    use ppm_core::testing::tls_connect;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ppm = Ppm::start(true).await;
+    let t = ppm.admin_token().await;
+    let tok = Some(t.as_str());
+    let day = 86_400;
+    let (_, _, ca) = issue(&["stream CA"], now() - day, now() + 30 * day, None, true);
+    let (leaf, key, _) = issue(
+        &["db.test"],
+        now() - day,
+        now() + 20 * day,
+        Some(&ca),
+        false,
+    );
+    let r = ppm
+        .call(
+            "POST",
+            "/api/certificates",
+            tok,
+            Some(json!({"source": "upload", "certificate_pem": leaf, "private_key_pem": key})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let cert_id = r.json()["id"].as_i64().unwrap();
+    let fp = r.json()["fingerprint_sha256"].as_str().unwrap().to_string();
+
+    // Plain echo upstream (no tag line): bytes come back as sent.
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+
+    // Refused with a field error: a certificate that does not exist, and a
+    // certificate on UDP or TCP+UDP streams. Nothing is stored or bound.
+    let port = free_port().unwrap();
+    for (protocol, cert, needle) in [
+        ("tcp", 9999, "does not exist"),
+        ("udp", cert_id, "TCP streams only"),
+        ("both", cert_id, "TCP streams only"),
+    ] {
+        let mut body = stream_body(port, protocol, echo_port);
+        body["certificate_id"] = json!(cert);
+        let r = ppm.call("POST", "/api/streams", tok, Some(body)).await;
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert_eq!(field_paths(&r), ["certificate_id"], "{}", r.text());
+        assert!(r.text().contains(needle), "{}", r.text());
+    }
+    assert_eq!(
+        ppm.call("GET", "/api/streams", tok, None).await.json(),
+        json!([])
+    );
+    drop(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
+
+    // TLS client -> stream -> plain upstream, byte-exact, with the stored
+    // certificate and its chain.
+    let mut body = stream_body(port, "tcp", echo_port);
+    body["certificate_id"] = json!(cert_id);
+    let r = ppm.call("POST", "/api/streams", tok, Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["certificate_id"], cert_id);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let (peer, mut old) = tls_connect(addr, Some("db.test"), &[], None).await.unwrap();
+    assert_eq!(
+        (peer.fingerprint.as_str(), peer.chain_len),
+        (fp.as_str(), 2)
+    );
+    for i in 0..50usize {
+        let data: Vec<u8> = (0..(1 + i * 1000)).map(|j| (j * 31 + i) as u8).collect();
+        old.write_all(&data).await.unwrap();
+        let mut back = vec![0u8; data.len()];
+        tokio::time::timeout(Duration::from_secs(10), old.read_exact(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(back == data, "round trip {i} differs");
+    }
+    let st = ppm
+        .call("GET", "/api/streams/status", tok, None)
+        .await
+        .json();
+    assert_eq!(st[0]["tls"]["certificate_id"], cert_id);
+    assert_eq!(st[0]["tls"]["issued"], true);
+    assert_eq!(st[0]["tls"]["fingerprint"], fp.as_str());
+
+    // The certificate is in use: deleting it is a conflict; its details
+    // name the stream.
+    let r = ppm
+        .call("DELETE", &format!("/api/certificates/{cert_id}"), tok, None)
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    let r = ppm
+        .call("GET", &format!("/api/certificates/{cert_id}"), tok, None)
+        .await;
+    assert!(
+        r.json()["used_by"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["kind"] == "stream"),
+        "{}",
+        r.text()
+    );
+
+    // Replacing the certificate's PEMs is served from the next handshake;
+    // the open session keeps working.
+    let (leaf2, key2, _) = issue(
+        &["db.test"],
+        now() - day,
+        now() + 60 * day,
+        Some(&ca),
+        false,
+    );
+    let r = ppm
+        .call(
+            "PUT",
+            &format!("/api/certificates/{cert_id}"),
+            tok,
+            Some(json!({"certificate_pem": leaf2, "private_key_pem": key2})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let fp2 = r.json()["fingerprint_sha256"].as_str().unwrap().to_string();
+    assert_ne!(fp, fp2);
+    let (peer, _new) = tls_connect(addr, Some("db.test"), &[], None).await.unwrap();
+    assert_eq!(peer.fingerprint, fp2);
+    old.write_all(b"old session").await.unwrap();
+    let mut back = [0u8; 11];
+    tokio::time::timeout(Duration::from_secs(10), old.read_exact(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&back, b"old session");
 }

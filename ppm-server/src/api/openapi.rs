@@ -162,6 +162,17 @@ impl Doc {
     }
 }
 
+/// What a stream write does to the listeners, for the OpenAPI document.
+const STREAM_WRITES: &str = "The change is applied before the answer: a new or moved \
+stream's listener is bound (or refused) first, a changed stream's new connections use the \
+new settings while open ones keep theirs, and a deleted stream stops listening at once \
+(its open connections close after the grace period). Refusals name the field: 409 \
+`port_in_use` when another socket holds the port; 422 `cannot_listen` for a privileged \
+port without permission or a bind address that is not local; 422 validation errors for \
+a port of ppm-server itself, a port another stream uses, an unknown access list or \
+certificate, a certificate on a `udp` or `both` stream (TLS termination is TCP only), \
+PROXY protocol on UDP, or `idle_timeout_ms` outside 100..=86400000.";
+
 fn certificates(d: &mut Doc) {
     use super::certificates::{CertificateRequest, CertificateUpdate, CertificateView};
     let view = d.schema::<CertificateView>();
@@ -506,6 +517,13 @@ pub fn document() -> Value {
     d.crud::<DeadHost>(dh, "dead-hosts");
     let st = d.schema::<Stream>();
     d.crud::<Stream>(st, "streams");
+    for (method, path) in [
+        ("post", "/api/streams"),
+        ("put", "/api/streams/{id}"),
+        ("delete", "/api/streams/{id}"),
+    ] {
+        d.paths[path][method]["description"] = json!(STREAM_WRITES);
+    }
     let al = d.schema::<AccessListInput>();
     d.crud::<ppm_core::config::AccessList>(al, "access-lists");
     certificates(&mut d);

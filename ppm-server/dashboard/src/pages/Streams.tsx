@@ -1,7 +1,43 @@
-import { NumberField, SelectField, TextField, Toggle } from "../form";
+import { NumberField, SelectField, TextField, Toggle, type Form } from "../form";
 import type { Stream } from "../types";
-import { AccessListSelect, BalancingEditor, UpstreamsEditor } from "./common";
+import { AccessListSelect, BalancingEditor, UpstreamsEditor, useCertificates } from "./common";
 import { EntityPage } from "./Entities";
+
+/** TLS termination is for TCP streams; a certificate left on another
+ * protocol stays visible so the server's error about it can be fixed. */
+export function showsCertificate(s: Pick<Stream, "protocol" | "certificate_id">): boolean {
+  return s.protocol === "tcp" || s.certificate_id != null;
+}
+
+/** The protocol column: `TCP + TLS` for a TLS-terminating stream. */
+export function protocolLabel(s: Pick<Stream, "protocol" | "certificate_id">): string {
+  const p = s.protocol === "both" ? "TCP+UDP" : s.protocol.toUpperCase();
+  return s.certificate_id != null ? `${p} + TLS` : p;
+}
+
+function StreamCertificateSelect({ form }: { form: Form }) {
+  const certs = useCertificates();
+  const protocol = form.get("protocol") as Stream["protocol"];
+  const certificate_id = form.get("certificate_id") as Stream["certificate_id"];
+  if (!showsCertificate({ protocol, certificate_id })) return null;
+  return (
+    <SelectField
+      form={form}
+      path="certificate_id"
+      label="TLS certificate"
+      hint={
+        certs.error
+          ? "Certificates could not be loaded."
+          : "Clients connect with TLS using this certificate; the upstreams get plain TCP. TCP streams only. Renewals apply to new connections."
+      }
+      options={[
+        { value: "", label: "None (forward as is)" },
+        ...(certs.data ?? []).map((c) => ({ value: String(c.id), label: `${c.name || "certificate " + c.id} — ${c.domain_names.join(", ")}` })),
+      ]}
+      parse={(v) => (v === "" ? null : Number(v))}
+    />
+  );
+}
 
 export function Streams() {
   return (
@@ -12,7 +48,7 @@ export function Streams() {
       intro={<p className="muted">Layer-4 port forwards: TCP and UDP connections on a port go to the upstreams as they are.</p>}
       columns={[
         { label: "Listens on", cell: (s) => <span className="mono">{`${s.bind_address}:${s.incoming_port}`}</span> },
-        { label: "Protocol", cell: (s) => s.protocol.toUpperCase() },
+        { label: "Protocol", cell: (s) => protocolLabel(s) },
         {
           label: "Upstreams",
           cell: (s) =>
@@ -37,7 +73,7 @@ export function Streams() {
       })}
       describe={(s) => `the stream on port ${s.incoming_port}`}
       search={(s) => `${s.incoming_port} ${s.bind_address} ${s.protocol} ${s.upstreams.map((u) => u.host + ":" + u.port).join(" ")}`}
-      shownFields={["incoming_port", "bind_address", "protocol", "upstreams", "balancing", "access_list_id", "proxy_protocol", "idle_timeout_ms", "enabled"]}
+      shownFields={["incoming_port", "bind_address", "protocol", "upstreams", "balancing", "access_list_id", "certificate_id", "proxy_protocol", "idle_timeout_ms", "enabled"]}
       fields={(form) => (
         <>
           <div className="row3">
@@ -71,6 +107,7 @@ export function Streams() {
             />
             <NumberField form={form} path="idle_timeout_ms" label="Idle timeout (ms)" />
           </div>
+          <StreamCertificateSelect form={form} />
           <Toggle form={form} path="enabled" label="Enabled" />
         </>
       )}

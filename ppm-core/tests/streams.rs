@@ -720,6 +720,28 @@ async fn disabled_streams_do_not_listen() {
     assert!(st[0].listeners.iter().all(|l| l.listening));
     let mut c = connect(port).await;
     round_trip(&mut c, b"on").await;
+
+    // `both` forwards UDP too, to the same upstream port number.
+    let echo = UdpSocket::bind(("127.0.0.1", up.port())).await.unwrap();
+    let _task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+            let _ = echo.send_to(&buf[..n], from).await;
+        }
+    });
+    let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    u.connect(("127.0.0.1", port)).await.unwrap();
+    let mut buf = [0u8; 64];
+    let mut answered = false;
+    for _ in 0..5 {
+        u.send(b"udp on both").await.unwrap();
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), u.recv(&mut buf)).await {
+            assert_eq!(&buf[..n], b"udp on both");
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "no UDP answer through a `both` stream");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1061,4 +1083,40 @@ async fn a_bad_certificate_id_is_refused_and_the_stream_keeps_serving() {
     h.reload().await.unwrap();
     let (_, mut t) = tls_client(port).await;
     tls_round_trip(&mut t, b"now over TLS").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_tls_with_proxy_protocol_sends_the_header_then_plaintext() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = l.local_addr().unwrap().port();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    tokio::spawn(async move {
+        if let Ok((mut s, _)) = l.accept().await {
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got).await;
+            let _ = tx.send(got).await;
+        }
+    });
+    let port = free_port().unwrap();
+    let mut c = Config::new();
+    c.certificates.push(certificate(1, "stream.test"));
+    let mut s = stream(1, port, StreamProtocol::Tcp, &[up]);
+    s.certificate_id = Some(1);
+    s.proxy_protocol = Some(1);
+    c.streams.push(s);
+    let (_store, _h) = engine_with(c, StreamOptions::new()).await;
+
+    let (_, mut t) = tls_client(port).await;
+    let client = t.get_ref().local_addr().unwrap();
+    t.write_all(b"secret payload").await.unwrap();
+    t.shutdown().await.unwrap();
+    let got = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let want = format!(
+        "PROXY TCP4 127.0.0.1 127.0.0.1 {} {port}\r\nsecret payload",
+        client.port()
+    );
+    assert_eq!(String::from_utf8_lossy(&got), want);
 }

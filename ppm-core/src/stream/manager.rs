@@ -701,3 +701,51 @@ impl CompiledStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(port: u16, kind: io::ErrorKind) -> BindFailure {
+        let stream = Stream {
+            id: 7,
+            ..Stream::default()
+        };
+        let key = ListenKey {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            transport: Transport::Tcp,
+        };
+        BindFailure::new(&stream, 2, key, &io::Error::from(kind))
+    }
+
+    #[test]
+    fn bind_failures_name_the_reason_and_the_field() {
+        let f = failure(80, io::ErrorKind::PermissionDenied);
+        assert_eq!(f.kind, BindErrorKind::PermissionDenied);
+        assert_eq!(f.field(), "incoming_port");
+        assert!(
+            f.message.contains("port 80/tcp is privileged")
+                && f.message.contains("CAP_NET_BIND_SERVICE"),
+            "{}",
+            f.message
+        );
+        assert_eq!((f.stream_id, f.index), (7, 2));
+
+        let f = failure(8080, io::ErrorKind::PermissionDenied);
+        assert_eq!(f.kind, BindErrorKind::PermissionDenied);
+        assert!(!f.message.contains("privileged"), "{}", f.message);
+
+        let f = failure(5432, io::ErrorKind::AddrInUse);
+        assert_eq!(f.kind, BindErrorKind::AddressInUse);
+        assert_eq!(f.field(), "incoming_port");
+        assert!(
+            f.message.contains("5432/tcp is already in use"),
+            "{}",
+            f.message
+        );
+
+        let f = failure(5432, io::ErrorKind::AddrNotAvailable);
+        assert_eq!(f.kind, BindErrorKind::AddressNotAvailable);
+        assert_eq!(f.field(), "bind_address");
+    }
+}

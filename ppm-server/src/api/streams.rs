@@ -65,3 +65,57 @@ pub(super) async fn status(
     auth.require("streams", Access::Read)?;
     Ok(Json(state.engine.streams().status()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ppm_core::stream::Transport;
+
+    fn failure(kind: BindErrorKind) -> BindFailure {
+        // BindFailure is non-exhaustive: take a real one and set the kind.
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let mut c = Config::new();
+        c.streams.push(ppm_core::config::Stream {
+            id: 1,
+            incoming_port: port,
+            bind_address: "127.0.0.1".into(),
+            upstreams: vec![ppm_core::config::Upstream::new("127.0.0.1", 9)],
+            ..Default::default()
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let manager = rt
+            .block_on(async {
+                ppm_core::stream::StreamManager::new(ppm_core::stream::StreamOptions::new())
+            })
+            .unwrap();
+        let mut f = manager.reserve(&c).unwrap_err().remove(0);
+        assert_eq!(f.transport, Transport::Tcp);
+        f.kind = kind;
+        f
+    }
+
+    #[test]
+    fn a_taken_port_is_a_conflict_and_other_bind_failures_are_unprocessable() {
+        let e = bind_error(vec![failure(BindErrorKind::AddressInUse)]);
+        assert_eq!((e.status, e.code), (StatusCode::CONFLICT, "port_in_use"));
+        assert_eq!(e.fields[0].path, "streams[0].incoming_port");
+        for kind in [
+            BindErrorKind::PermissionDenied,
+            BindErrorKind::AddressNotAvailable,
+            BindErrorKind::Other,
+        ] {
+            let e = bind_error(vec![failure(kind)]);
+            assert_eq!(
+                (e.status, e.code),
+                (StatusCode::UNPROCESSABLE_ENTITY, "cannot_listen"),
+                "{kind:?}"
+            );
+        }
+        let e = bind_error(vec![failure(BindErrorKind::AddressNotAvailable)]);
+        assert_eq!(e.fields[0].path, "streams[0].bind_address");
+    }
+}

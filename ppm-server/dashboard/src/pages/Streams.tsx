@@ -32,7 +32,10 @@ function StreamCertificateSelect({ form }: { form: Form }) {
       }
       options={[
         { value: "", label: "None (forward as is)" },
-        ...(certs.data ?? []).map((c) => ({ value: String(c.id), label: `${c.name || "certificate " + c.id} — ${c.domain_names.join(", ")}` })),
+        ...(certs.data ?? []).map((c) => ({
+          value: String(c.id),
+          label: `${c.name || "certificate " + c.id} — ${c.domain_names.join(", ")}${c.status && c.status !== "issued" ? ` (${c.status}: handshakes are refused until issued)` : ""}`,
+        })),
       ]}
       parse={(v) => (v === "" ? null : Number(v))}
     />

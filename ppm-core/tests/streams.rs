@@ -541,11 +541,19 @@ async fn udp_request_response_with_several_clients() {
     for c in clients {
         c.await.unwrap();
     }
+    // A reply is counted just after it is sent, so the client may have it
+    // before the counter moves: wait for the counts to meet. A datagram
+    // resent after a loss is counted in again, so `in` may stay ahead.
+    wait_until(WAIT, || async {
+        let s = stats(&h, 1);
+        s.bytes_in == s.bytes_out
+    })
+    .await;
     let s = stats(&h, 1);
     assert_eq!(s.connections, 6, "one session per client: {s:?}");
     assert_eq!(s.active, 6);
     assert!(
-        s.bytes_in >= 6 * 102_003 && s.bytes_in == s.bytes_out,
+        s.bytes_out >= 6 * 102_003 && s.bytes_in >= s.bytes_out,
         "{s:?}"
     );
 }

@@ -146,6 +146,9 @@ pub struct CompiledConfig {
     /// Enabled streams, in config order.
     #[cfg(feature = "streams")]
     pub(crate) streams: Vec<Arc<crate::stream::CompiledStream>>,
+    /// The traffic counters of its hosts and upstreams, bound when the
+    /// engine applies it.
+    pub(crate) stats: crate::stats::Binding,
 }
 
 impl CompiledConfig {
@@ -206,6 +209,7 @@ impl CompiledConfig {
             certs: CertificateTable::default(),
             #[cfg(feature = "streams")]
             streams: Vec::new(),
+            stats: crate::stats::Binding::default(),
         }
     }
 
@@ -896,6 +900,7 @@ impl Compiler<'_> {
             certs,
             #[cfg(feature = "streams")]
             streams,
+            stats: crate::stats::Binding::default(),
         })
     }
 

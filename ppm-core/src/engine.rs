@@ -29,7 +29,7 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -55,6 +55,7 @@ use crate::filter::{
     Route, RouteKind,
 };
 use crate::forwarded::HOP_BY_HOP;
+use crate::stats::{AccessLog, AccessRecord, HostKey, HttpCounters, Stats};
 use crate::store::{ConfigStore, Snapshot};
 use crate::upstream::{MemberHealth, UpstreamGroup};
 
@@ -71,6 +72,7 @@ pub struct ProxyEngineBuilder {
     registry: FilterRegistry,
     global_filters: Vec<FilterEntry>,
     poll_interval: Duration,
+    access_log: Option<AccessLog>,
     #[cfg(feature = "streams")]
     stream_options: crate::stream::StreamOptions,
 }
@@ -100,6 +102,13 @@ impl ProxyEngineBuilder {
         self
     }
 
+    /// Sends one [`AccessRecord`] per request to `log` (off the request
+    /// path: a full channel drops the record and counts it).
+    pub fn access_log(mut self, log: AccessLog) -> Self {
+        self.access_log = Some(log);
+        self
+    }
+
     /// Tuning of the layer-4 stream runtime (grace period, UDP session
     /// bound, the runtime stream tasks run on).
     #[cfg(feature = "streams")]
@@ -126,10 +135,13 @@ impl ProxyEngineBuilder {
             reload_lock: tokio::sync::Mutex::new(()),
             last_error: Mutex::new(None),
             poll_interval: self.poll_interval,
+            stats: Arc::new(Stats::new(self.access_log)),
             #[cfg(feature = "streams")]
             streams,
         });
-        let compiled = Arc::new(inner.compile_blocking(snapshot, true).await?);
+        let mut compiled = inner.compile_blocking(snapshot, true).await?;
+        compiled.stats = inner.stats.bind(&compiled);
+        let compiled = Arc::new(compiled);
         inner.current.store(compiled.clone());
         #[cfg(feature = "streams")]
         inner.streams.apply(&compiled).await;
@@ -147,6 +159,7 @@ struct Inner {
     reload_lock: tokio::sync::Mutex<()>,
     last_error: Mutex<Option<(u64, ConfigError)>>,
     poll_interval: Duration,
+    stats: Arc<Stats>,
     #[cfg(feature = "streams")]
     streams: crate::stream::StreamManager,
 }
@@ -195,6 +208,7 @@ impl ProxyEngine {
             registry: FilterRegistry::new(),
             global_filters: Vec::new(),
             poll_interval: DEFAULT_POLL_INTERVAL,
+            access_log: None,
             #[cfg(feature = "streams")]
             stream_options: crate::stream::StreamOptions::default(),
         }
@@ -299,7 +313,8 @@ impl EngineHandle {
         }
         let revision = snapshot.revision;
         match self.inner.compile_blocking(snapshot, false).await {
-            Ok(compiled) => {
+            Ok(mut compiled) => {
+                compiled.stats = self.inner.stats.bind(&compiled);
                 let compiled = Arc::new(compiled);
                 let old = self.inner.current.swap(compiled.clone());
                 // Streams follow before the reload returns, so a caller
@@ -351,6 +366,12 @@ impl EngineHandle {
     #[cfg(feature = "streams")]
     pub fn stream_stats(&self) -> Vec<crate::stream::StreamStats> {
         self.inner.streams.stats()
+    }
+
+    /// The traffic counters of hosts and upstreams (lock-free on the
+    /// request path), and the access log's counters.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.inner.stats
     }
 
     /// The last rejected revision and why, if the latest reload failed.
@@ -479,6 +500,63 @@ pub struct EngineProxy {
     handle: EngineHandle,
 }
 
+impl EngineProxy {
+    /// Counts a finished request and hands it to the access log.
+    fn count(&self, session: &Session, e: Option<&Error>, ctx: &mut EngineCtx, status: u16) {
+        let stats = &self.handle.inner.stats;
+        let bytes_in = session.body_bytes_read() as u64;
+        let bytes_out = session.body_bytes_sent() as u64;
+        let elapsed = ctx.req.started.elapsed();
+        let upstream_failed = e.is_some_and(|e| *e.esource() == ErrorSource::Upstream);
+        match ctx.host_counters() {
+            Some(h) => {
+                h.finish(status, bytes_in, bytes_out, elapsed);
+                if upstream_failed && !ctx.connect_failed {
+                    h.upstream_error();
+                }
+            }
+            None => {
+                stats.unrouted().begin();
+                stats.unrouted().finish(status, bytes_in, bytes_out, elapsed);
+            }
+        }
+        if let Some(u) = ctx.upstream_counters.take() {
+            if upstream_failed && !ctx.connect_failed {
+                u.upstream_error();
+            }
+            if ctx.upstream_time.is_some() {
+                u.response(status, bytes_in, bytes_out, elapsed);
+            }
+        }
+        let Some(log) = stats.access_log() else {
+            return;
+        };
+        if !log.logs(&ctx.req.host) {
+            return;
+        }
+        let req = session.req_header();
+        log.send(AccessRecord {
+            time: SystemTime::now(),
+            client_ip: ctx.req.client_ip,
+            host: ctx.req.host.clone(),
+            route: ctx.req.route.map(|r| HostKey::of(r.kind, r.host_id)),
+            method: req.method.as_str().to_string(),
+            path: req
+                .uri
+                .path_and_query()
+                .map_or_else(|| req.uri.path().to_string(), |p| p.as_str().to_string()),
+            status,
+            bytes_in,
+            bytes_out,
+            duration: elapsed,
+            upstream_time: ctx.upstream_time,
+            upstream: ctx.req.upstream,
+            filter: ctx.req.responded_by.clone(),
+            error: e.map(|e| e.to_string()),
+        });
+    }
+}
+
 /// Pingora's per-request context for [`EngineProxy`].
 pub struct EngineCtx {
     /// The filters' view of the request.
@@ -494,6 +572,14 @@ pub struct EngineCtx {
     attempts: u32,
     body_bytes: u64,
     upgrade: bool,
+    /// Whether the routed host's counters counted this request.
+    host_counted: bool,
+    /// Counters of the upstream of the latest attempt.
+    upstream_counters: Option<Arc<HttpCounters>>,
+    upstream_started: Option<Instant>,
+    upstream_time: Option<Duration>,
+    /// The latest attempt failed to connect (and was counted as such).
+    connect_failed: bool,
 }
 
 impl EngineCtx {
@@ -511,6 +597,18 @@ impl EngineCtx {
             Some(lr) => Some(&lr.upstream),
             None => Some(&p.upstream),
         }
+    }
+
+    fn host_counters(&self) -> Option<&HttpCounters> {
+        if !self.host_counted {
+            return None;
+        }
+        self.config
+            .as_ref()?
+            .stats
+            .hosts
+            .get(self.entry)
+            .map(|c| &**c)
     }
 
     fn release_member(&mut self) {
@@ -623,6 +721,11 @@ impl ProxyHttp for EngineProxy {
             attempts: 0,
             body_bytes: 0,
             upgrade: false,
+            host_counted: false,
+            upstream_counters: None,
+            upstream_started: None,
+            upstream_time: None,
+            connect_failed: false,
         }
     }
 
@@ -678,6 +781,10 @@ impl ProxyHttp for EngineProxy {
             None => cfg.default_entry,
         };
         ctx.entry = entry_idx;
+        if let Some(c) = cfg.stats.hosts.get(entry_idx) {
+            c.begin();
+            ctx.host_counted = true;
+        }
         let Some(entry) = cfg.entries.get(entry_idx) else {
             send(session, ctx, error_page(ctx, 404)).await?;
             return Ok(true);
@@ -763,6 +870,13 @@ impl ProxyHttp for EngineProxy {
         ctx: &mut EngineCtx,
     ) -> pingora_error::Result<Box<HttpPeer>> {
         ctx.release_member();
+        if ctx.upstream_counters.is_some() {
+            if let Some(h) = ctx.host_counters() {
+                h.retry();
+            }
+        }
+        ctx.connect_failed = false;
+        ctx.upstream_time = None;
         let Some(up) = ctx.upstreaming() else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(502),
@@ -819,6 +933,16 @@ impl ProxyHttp for EngineProxy {
         peer.options.verify_cert = spec.verify_tls;
         peer.options.verify_hostname = spec.verify_tls;
         ctx.req.upstream = Some(member.addr);
+        let counters = ctx
+            .config
+            .as_ref()
+            .and_then(|c| c.stats.upstream(&group, i))
+            .cloned();
+        if let Some(c) = &counters {
+            c.attempt();
+        }
+        ctx.upstream_counters = counters;
+        ctx.upstream_started = Some(Instant::now());
         ctx.member = Some((group, i));
         Ok(Box::new(peer))
     }
@@ -833,6 +957,13 @@ impl ProxyHttp for EngineProxy {
         if let Some((g, i)) = &ctx.member {
             g.report_failure(*i);
         }
+        if let Some(c) = &ctx.upstream_counters {
+            c.upstream_error();
+        }
+        if let Some(h) = ctx.host_counters() {
+            h.upstream_error();
+        }
+        ctx.connect_failed = true;
         ctx.attempts += 1;
         let retries = ctx
             .entry()
@@ -989,6 +1120,25 @@ impl ProxyHttp for EngineProxy {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut EngineCtx,
+    ) -> pingora_error::Result<()> {
+        if let Some(t) = ctx.upstream_started {
+            let d = t.elapsed();
+            ctx.upstream_time = Some(d);
+            if let Some(c) = &ctx.upstream_counters {
+                c.upstream_time(d);
+            }
+            if let Some(h) = ctx.host_counters() {
+                h.upstream_time(d);
+            }
+        }
+        Ok(())
+    }
+
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -1045,9 +1195,10 @@ impl ProxyHttp for EngineProxy {
         }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut EngineCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut EngineCtx) {
         ctx.release_member();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.count(session, e, ctx, status);
         if let Some(cfg) = ctx.config.clone() {
             {
                 let chain = chain_in(&cfg, ctx.entry, ctx.location).unwrap_or(&cfg.global);

@@ -262,7 +262,7 @@ impl FilterResponse {
 }
 
 /// Which kind of host a request was routed to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RouteKind {
     /// A proxy host.

@@ -42,6 +42,7 @@ pub mod error;
 pub mod filter;
 pub mod forwarded;
 pub mod router;
+pub mod stats;
 pub mod store;
 #[cfg(feature = "streams")]
 pub mod stream;

@@ -23,7 +23,11 @@ use tower::Service;
 use crate::acme::{AcmeManager, AcmeOptions, SingleProcess};
 use crate::api::{self, State};
 use crate::auth::{self, Jwt};
+use crate::logs::LogFiles;
 use crate::settings::Settings;
+use crate::stats::StatsService;
+use ppm_core::stats::AccessLog;
+use ppm_store::stats::Retention;
 use crate::throttle::LoginThrottle;
 
 /// How long the API waits for a request head before closing the connection
@@ -45,6 +49,8 @@ pub struct Prepared {
     pub tls_fallback: Option<ParsedCertificate>,
     /// The ACME manager (run it with [`AcmeManager::run`]).
     pub acme: Arc<AcmeManager>,
+    /// Traffic statistics (run it with [`StatsService::run`]).
+    pub stats: Arc<StatsService>,
 }
 
 /// Opens the store, creates the first admin if needed, loads the session
@@ -87,7 +93,30 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
     // HTTP-01 answers come from this token store, before routing, on every
     // host (even force-HTTPS or access-listed ones).
     let tokens = ppm_filters::AcmeTokens::new();
-    let engine = ProxyEngine::builder()
+    let log_files = settings.access_log_path().map(|p| {
+        LogFiles::new(
+            p,
+            settings.access_log_format,
+            settings.access_log_max_size,
+            settings.access_log_keep,
+        )
+    });
+    let mut log_writer = None;
+    let mut access_log = None;
+    if let Some(files) = &log_files {
+        let capacity = usize::try_from(settings.access_log_buffer).unwrap_or(1 << 20);
+        let (log, rx) = AccessLog::channel(capacity, settings.access_log_disabled_hosts.clone());
+        log_writer = Some(
+            crate::logs::spawn_writer(files.clone(), rx)
+                .map_err(|e| anyhow!("--access-log {}: {e}", files.access.display()))?,
+        );
+        access_log = Some(log);
+    }
+    let mut builder = ProxyEngine::builder();
+    if let Some(log) = access_log {
+        builder = builder.access_log(log);
+    }
+    let engine = builder
         .store(store.clone())
         .registry(ppm_filters::registry_with(tokens.clone()))
         .global_filter(
@@ -127,6 +156,19 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
         },
     ));
     acme.load_statuses().await.map_err(|e| anyhow!(e))?;
+    let stats = StatsService::new(
+        engine.handle(),
+        store.clone(),
+        Duration::from_secs(settings.stats_interval),
+        Retention {
+            minute_secs: i64::try_from(settings.stats_minute_retention_hours * 3600)
+                .unwrap_or(i64::MAX),
+            hour_secs: i64::try_from(settings.stats_hour_retention_days * 86_400)
+                .unwrap_or(i64::MAX),
+        },
+    )
+    .await?;
+    let metrics = Arc::new(crate::metrics::registry(stats.clone(), log_writer.clone()));
     let state = Arc::new(State {
         store: store.clone(),
         engine: engine.handle(),
@@ -137,6 +179,12 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
         throttle: LoginThrottle::new(),
         write_lock,
         acme: acme.clone(),
+        stats: stats.clone(),
+        metrics,
+        metrics_public: settings.metrics_public,
+        metrics_token: settings.metrics_token.clone(),
+        log_files,
+        log_writer,
     });
     let router = api::router(state.clone());
     Ok(Prepared {
@@ -146,6 +194,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
         state,
         tls_fallback: Some(tls_fallback),
         acme,
+        stats,
     })
 }
 
@@ -284,6 +333,12 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         },
     ));
     server.add_service(background_service(
+        "ppm stats",
+        StatsTask {
+            stats: prepared.stats.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "ppm acme",
         AcmeService {
             manager: prepared.acme.clone(),
@@ -298,10 +353,33 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         "ppm-server started"
     );
     server.run(RunArgs::default());
+    // The last counts reach the store, so totals survive the restart.
+    if prepared.stats.series_store().is_some() {
+        if let Err(e) = setup.block_on(prepared.stats.rollup()) {
+            tracing::warn!(error = %e, "the last rollup of the traffic counters failed");
+        }
+    }
     tracing::info!("ppm-server stopped");
     drop(prepared);
     setup.shutdown_timeout(Duration::from_secs(2));
     Ok(())
+}
+
+/// The statistics sampler and rollups as a Pingora background service.
+pub struct StatsTask {
+    stats: Arc<StatsService>,
+}
+
+#[async_trait]
+impl BackgroundService for StatsTask {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.stats
+            .clone()
+            .run(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+    }
 }
 
 /// The ACME manager as a Pingora background service.

@@ -7,7 +7,10 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod dashboard;
+pub mod logs;
+pub mod metrics;
 pub mod settings;
+pub mod stats;
 pub mod throttle;
 
 pub use app::run;

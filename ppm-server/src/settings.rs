@@ -14,6 +14,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// Access log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccessLogFormat {
+    /// One JSON object per line.
+    Json,
+    /// NCSA common log format, followed by host, upstream, durations and
+    /// the answering filter as `key=value` pairs.
+    Common,
+}
+
 /// ppm-server: a reverse-proxy manager on Pingora, with a REST API.
 ///
 /// Every setting can also come from the environment variable shown.
@@ -107,6 +117,58 @@ pub struct Settings {
     /// failure, at most a day.
     #[arg(long, env = "PPM_ACME_RETRY_BASE", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub acme_retry_base: u64,
+
+    /// Seconds between rollups of the traffic counters into the time
+    /// series (`POST /api/stats/rollup` rolls up at once).
+    #[arg(long, env = "PPM_STATS_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub stats_interval: u64,
+
+    /// Hours of minute-resolution traffic series to keep.
+    #[arg(long, env = "PPM_STATS_MINUTE_RETENTION_HOURS", default_value_t = 48, value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub stats_minute_retention_hours: u64,
+
+    /// Days of hourly traffic series to keep.
+    #[arg(long, env = "PPM_STATS_HOUR_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3660))]
+    pub stats_hour_retention_days: u64,
+
+    /// Serve `GET /metrics` without authentication. Otherwise a scrape
+    /// needs `Authorization: Bearer` with the metrics token, an API token
+    /// or a session token.
+    #[arg(long, env = "PPM_METRICS_PUBLIC", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_public: bool,
+
+    /// A bearer token that may scrape `GET /metrics` (at least 16
+    /// characters).
+    #[arg(long, env = "PPM_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// The access log file, or `off`. Default: `logs/access.log` in the
+    /// data directory. Failed requests (no response, 5xx, proxy errors)
+    /// also go to `error.log` beside it, always as JSON.
+    #[arg(long, env = "PPM_ACCESS_LOG")]
+    pub access_log: Option<String>,
+
+    /// Access log line format.
+    #[arg(long, env = "PPM_ACCESS_LOG_FORMAT", value_enum, default_value = "json")]
+    pub access_log_format: AccessLogFormat,
+
+    /// Size in bytes at which a log file is rotated (`access.log` becomes
+    /// `access.log.1`).
+    #[arg(long, env = "PPM_ACCESS_LOG_MAX_SIZE", default_value_t = 50 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub access_log_max_size: u64,
+
+    /// Rotated log files to keep.
+    #[arg(long, env = "PPM_ACCESS_LOG_KEEP", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub access_log_keep: u32,
+
+    /// Records the access log buffers between the proxy and the writer;
+    /// when full, records are dropped (and counted), never waited for.
+    #[arg(long, env = "PPM_ACCESS_LOG_BUFFER", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub access_log_buffer: u64,
+
+    /// Comma-separated host names whose requests are not logged.
+    #[arg(long, env = "PPM_ACCESS_LOG_DISABLED_HOSTS", value_delimiter = ',')]
+    pub access_log_disabled_hosts: Vec<String>,
 }
 
 impl Settings {
@@ -155,6 +217,11 @@ impl Settings {
         self.acme_settings()
             .validate()
             .map_err(|(field, m)| format!("{}: {m}", acme_flag(field)))?;
+        if let Some(t) = &self.metrics_token {
+            if t.len() < 16 {
+                return Err("PPM_METRICS_TOKEN must be at least 16 characters".into());
+            }
+        }
         if self.grace_period > 3600 {
             return Err("--grace-period must be at most 3600 seconds".into());
         }
@@ -169,6 +236,15 @@ impl Settings {
             ca_roots: self.acme_ca_roots.clone(),
             eab_key_id: self.acme_eab_kid.clone(),
             eab_hmac: self.acme_eab_hmac.clone(),
+        }
+    }
+
+    /// The access log file, `None` when it is off.
+    pub fn access_log_path(&self) -> Option<std::path::PathBuf> {
+        match self.access_log.as_deref().map(str::trim) {
+            Some("off") | Some("") => None,
+            Some(p) => Some(p.into()),
+            None => Some(self.data_dir.join("logs").join("access.log")),
         }
     }
 

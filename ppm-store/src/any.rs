@@ -117,6 +117,16 @@ impl AnyStore {
         }
     }
 
+    /// The traffic time-series store, when the backend has one (SQLite;
+    /// not PostgreSQL yet).
+    pub fn stats(&self) -> Option<&dyn crate::stats::StatsStore> {
+        match self {
+            AnyStore::Sqlite(s) => Some(s),
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(_) => None,
+        }
+    }
+
     /// The backend's name: `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         match self {

@@ -82,6 +82,7 @@ mod model;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
+pub mod stats;
 mod writer;
 
 pub use accounts::AccountStore;
@@ -94,4 +95,5 @@ pub use model::{
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::{Durability, SqliteOptions, SqliteStore, DB_FILE_NAME};
+pub use stats::StatsStore;
 pub use writer::{keep_secrets, ConfigWriter, ConfigWriterExt};

@@ -68,6 +68,9 @@ pub const RESOURCES: &[&str] = &[
     "audit-log",
     "users",
     "tokens",
+    "stats",
+    "logs",
+    "metrics",
 ];
 
 /// Checks a scope string: `read`, `write`, `<resource>:read` or
@@ -108,6 +111,8 @@ impl Auth {
             ("users", _) => self.role == Role::Admin,
             ("tokens", _) => true,
             ("audit-log", _) => self.role >= Role::Operator,
+            // Client IPs and paths: like the audit log.
+            ("logs", _) => self.role >= Role::Operator,
             (_, Access::Read) => true,
             (_, Access::Write) => self.role >= Role::Operator,
         };

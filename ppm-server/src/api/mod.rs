@@ -6,6 +6,7 @@ pub mod error;
 pub mod openapi;
 mod resources;
 mod routes;
+pub mod stats;
 mod streams;
 
 use std::net::{IpAddr, SocketAddr};
@@ -50,6 +51,18 @@ pub struct State {
     pub write_lock: Arc<tokio::sync::Mutex<()>>,
     /// The ACME manager.
     pub acme: Arc<crate::acme::AcmeManager>,
+    /// Traffic statistics and their time series.
+    pub stats: Arc<crate::stats::StatsService>,
+    /// The `/metrics` registry.
+    pub metrics: Arc<prometheus_client::registry::Registry>,
+    /// Serve `/metrics` without authentication.
+    pub metrics_public: bool,
+    /// A bearer token that may scrape `/metrics`.
+    pub metrics_token: Option<String>,
+    /// The access and error logs, when the access log is on.
+    pub log_files: Option<crate::logs::LogFiles>,
+    /// The log writer's counters.
+    pub log_writer: Option<Arc<crate::logs::WriterStats>>,
 }
 
 /// Shared state handle.

@@ -330,6 +330,130 @@ fn acme_ops(d: &mut Doc) {
     );
 }
 
+/// Traffic statistics, logs and `/metrics`.
+fn stats_ops(d: &mut Doc) {
+    use super::stats::{LogPage, LogsQuery, Series, SeriesQuery, Summary, SummaryQuery};
+    use crate::stats::RollupResult;
+    let summary = d.schema::<Summary>();
+    d.op(
+        "get",
+        "/api/stats/summary",
+        "stats",
+        "Traffic totals (since the statistics began and since startup), rates over the last minute, requests in flight, top hosts by requests and by errors, access-log counters",
+        Sec::Bearer,
+        query_params::<SummaryQuery>(),
+        None,
+        (200, Some(summary)),
+    );
+    let series = d.schema::<Series>();
+    let unavailable = json!({"description": "The backend keeps no series (PostgreSQL)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    let all_params = query_params::<SeriesQuery>();
+    let no_kind: Vec<Value> = all_params
+        .iter()
+        .filter(|p| p["name"] != "kind")
+        .cloned()
+        .collect();
+    let mut host_params = vec![id_param("id")];
+    host_params.extend(all_params);
+    d.op(
+        "get",
+        "/api/stats/hosts/{id}",
+        "stats",
+        "A host's traffic series (requests, status classes, bytes, errors, latency sums) in buckets of `step` seconds",
+        Sec::Bearer,
+        host_params,
+        None,
+        (200, Some(series.clone())),
+    );
+    let mut up_params = vec![json!({"name": "upstream", "in": "path", "required": true, "description": "`host:port` as configured, URL-encoded", "schema": {"type": "string"}})];
+    up_params.extend(no_kind.clone());
+    d.op(
+        "get",
+        "/api/stats/upstreams/{upstream}",
+        "stats",
+        "An upstream's traffic series",
+        Sec::Bearer,
+        up_params,
+        None,
+        (200, Some(series.clone())),
+    );
+    let mut st_params = vec![id_param("id")];
+    st_params.extend(no_kind);
+    d.op(
+        "get",
+        "/api/stats/streams/{id}",
+        "stats",
+        "A stream's traffic series (connections as requests, bytes, errors)",
+        Sec::Bearer,
+        st_params,
+        None,
+        (200, Some(series)),
+    );
+    let rr = d.schema::<RollupResult>();
+    d.op(
+        "post",
+        "/api/stats/rollup",
+        "stats",
+        "Roll the counters up into the series now (they are also rolled up every --stats-interval seconds and at shutdown)",
+        Sec::Bearer,
+        vec![],
+        None,
+        (200, Some(rr)),
+    );
+    for p in [
+        "/api/stats/hosts/{id}",
+        "/api/stats/upstreams/{upstream}",
+        "/api/stats/streams/{id}",
+    ] {
+        d.paths[p]["get"]["responses"]["503"] = unavailable.clone();
+    }
+    d.paths["/api/stats/rollup"]["post"]["responses"]["503"] = unavailable;
+    // An unknown id is an empty series, not a 404.
+    for p in ["/api/stats/hosts/{id}", "/api/stats/streams/{id}", "/api/stats/upstreams/{upstream}"] {
+        if let Some(r) = d.paths[p]["get"]["responses"].as_object_mut() {
+            r.remove("404");
+        }
+    }
+
+    let page = d.schema::<LogPage>();
+    let off = json!({"description": "The access log is off", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    for (path, what) in [
+        ("/api/logs/access", "Access log lines, newest first, read from the end of the file and its rotations (operators and admins)"),
+        ("/api/logs/errors", "Failed requests (no response, 5xx, proxy errors), newest first (operators and admins)"),
+    ] {
+        d.op(
+            "get",
+            path,
+            "logs",
+            what,
+            Sec::Bearer,
+            query_params::<LogsQuery>(),
+            None,
+            (200, Some(page.clone())),
+        );
+        d.paths[path]["get"]["responses"]["404"] = off.clone();
+    }
+
+    d.op(
+        "get",
+        "/metrics",
+        "stats",
+        "Prometheus metrics (OpenMetrics text). Needs a bearer token (the metrics token, an API token or a session) unless the server runs with --metrics-public",
+        Sec::Bearer,
+        vec![],
+        None,
+        (200, None),
+    );
+    if let Some(r) = d.paths["/metrics"]["get"]["responses"].as_object_mut() {
+        r.remove("400");
+        r.remove("422");
+    }
+    d.paths["/metrics"]["get"]["responses"]["200"] = json!({
+        "description": "Metrics in the OpenMetrics text format",
+        "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}
+    });
+}
+
 fn id_param(name: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "schema": {"type": "integer", "format": "int64"}})
 }
@@ -528,6 +652,7 @@ pub fn document() -> Value {
     d.crud::<ppm_core::config::AccessList>(al, "access-lists");
     certificates(&mut d);
     acme_ops(&mut d);
+    stats_ops(&mut d);
 
     let se = d.schema::<Settings>();
     d.op(

@@ -53,6 +53,17 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/settings", get(get_settings).put(put_settings))
         .route("/api/upstreams/health", get(upstream_health))
         .route("/api/streams/status", get(super::streams::status))
+        .route("/api/stats/summary", get(super::stats::summary))
+        .route("/api/stats/hosts/{id}", get(super::stats::host_series))
+        .route(
+            "/api/stats/upstreams/{upstream}",
+            get(super::stats::upstream_series),
+        )
+        .route("/api/stats/streams/{id}", get(super::stats::stream_series))
+        .route("/api/stats/rollup", post(super::stats::rollup))
+        .route("/api/logs/access", get(super::stats::access_log))
+        .route("/api/logs/errors", get(super::stats::error_log))
+        .route("/metrics", get(super::stats::metrics))
         .route("/api/audit-log", get(audit_log))
         .route("/api/config/export", get(export))
         .route("/api/config/import", post(import))

@@ -517,7 +517,9 @@ impl EngineProxy {
             }
             None => {
                 stats.unrouted().begin();
-                stats.unrouted().finish(status, bytes_in, bytes_out, elapsed);
+                stats
+                    .unrouted()
+                    .finish(status, bytes_in, bytes_out, elapsed);
             }
         }
         if let Some(u) = ctx.upstream_counters.take() {

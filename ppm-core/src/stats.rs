@@ -40,7 +40,8 @@ use crate::filter::RouteKind;
 
 /// Upper bounds of the latency histogram buckets, in milliseconds. A last,
 /// unbounded bucket (`+Inf`) follows.
-pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+pub const LATENCY_BUCKETS_MS: [u64; 12] =
+    [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 /// Number of histogram buckets, including `+Inf`.
 pub const BUCKETS: usize = LATENCY_BUCKETS_MS.len() + 1;
 /// Status codes counted one by one (every status is also counted by class).
@@ -84,7 +85,10 @@ impl Histogram {
         if let Some(b) = self.buckets.get(i) {
             bump(b);
         }
-        add(&self.sum_us, u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        add(
+            &self.sum_us,
+            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+        );
     }
 
     /// The counts so far.
@@ -406,7 +410,11 @@ pub(crate) struct Binding {
 
 impl Binding {
     #[inline]
-    pub(crate) fn upstream(&self, group: &Arc<crate::upstream::UpstreamGroup>, i: usize) -> Option<&Arc<HttpCounters>> {
+    pub(crate) fn upstream(
+        &self,
+        group: &Arc<crate::upstream::UpstreamGroup>,
+        i: usize,
+    ) -> Option<&Arc<HttpCounters>> {
         self.groups
             .get(&(Arc::as_ptr(group) as usize))
             .and_then(|m| m.get(i))
@@ -686,7 +694,10 @@ mod tests {
         assert_eq!(s.counts.status_4xx, 2);
         assert_eq!(s.counts.status_5xx, 2);
         assert_eq!(s.counts.bytes_out, 20);
-        assert_eq!(s.codes[COMMON_CODES.iter().position(|&c| c == 404).unwrap_or(0)], 1);
+        assert_eq!(
+            s.codes[COMMON_CODES.iter().position(|&c| c == 404).unwrap_or(0)],
+            1
+        );
         assert_eq!(s.active, 0);
     }
 

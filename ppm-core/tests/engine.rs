@@ -905,3 +905,178 @@ async fn tls_termination_selects_certificates_by_sni() {
     let (peer, _) = tls_connect(addr, Some("a.test"), &[], None).await.unwrap();
     assert_eq!(peer.names, ["a.test"]);
 }
+
+async fn start_with_log(
+    config: Config,
+    log: ppm_core::stats::AccessLog,
+) -> (Arc<MemoryStore>, TestProxy) {
+    let store = Arc::new(MemoryStore::new(config));
+    let engine = ProxyEngine::builder()
+        .store(store.clone())
+        .poll_interval(Duration::from_millis(50))
+        .access_log(log)
+        .build()
+        .await
+        .expect("engine builds");
+    let proxy = spawn_engine(&engine).await.expect("proxy starts");
+    (store, proxy)
+}
+
+fn host_stats(p: &TestProxy, kind: &str, id: i64) -> ppm_core::stats::HttpSnapshot {
+    p.handle
+        .stats()
+        .hosts()
+        .into_iter()
+        .find(|h| h.key.kind == kind && h.key.id == id)
+        .map(|h| h.stats)
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_counters_match_a_bounded_load_exactly() {
+    let a = EchoUpstream::start("a").await.unwrap();
+    let mut config = Config::new();
+    config.proxy_hosts.push(host(1, &["a.test"], vec![up(&a)]));
+    let mut dead = host(
+        2,
+        &["dead.test"],
+        vec![Upstream::new("127.0.0.1", dead_port())],
+    );
+    dead.retries = 0;
+    config.proxy_hosts.push(dead);
+    let (_store, p) = start(config).await;
+
+    let mut received_a = 0u64;
+    let mut sent_body = 0u64;
+    for i in 0..40 {
+        let path = match i % 4 {
+            0 | 1 => "/ok".to_string(),
+            2 => "/status/404".to_string(),
+            _ => "/status/503".to_string(),
+        };
+        let r = p.get("a.test", &path).await.unwrap();
+        received_a += r.body.len() as u64;
+    }
+    for _ in 0..5 {
+        let body = [b'x'; 100];
+        let r = send(
+            p.addr,
+            "POST",
+            "/upload",
+            &[("host", "a.test"), ("content-length", "100")],
+            &body,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 200);
+        received_a += r.body.len() as u64;
+        sent_body += 100;
+    }
+    let mut received_dead = 0u64;
+    for _ in 0..3 {
+        let r = p.get("dead.test", "/").await.unwrap();
+        assert_eq!(r.status, 502);
+        received_dead += r.body.len() as u64;
+    }
+    for _ in 0..2 {
+        let r = p.get("unknown.test", "/").await.unwrap();
+        assert_eq!(r.status, 404);
+    }
+
+    // Counting happens after the response is sent: wait for the last ones.
+    let counted = wait_until(Duration::from_secs(10), || async {
+        host_stats(&p, "proxy", 1).counts.requests == 45
+            && host_stats(&p, "proxy", 1).active == 0
+            && host_stats(&p, "proxy", 2).counts.requests == 3
+            && host_stats(&p, "default", 0).counts.requests == 2
+            && host_stats(&p, "proxy", 2).active == 0
+            && host_stats(&p, "default", 0).active == 0
+    })
+    .await;
+    assert!(counted, "{:?}", p.handle.stats().hosts());
+    let s = host_stats(&p, "proxy", 1);
+    assert_eq!(s.counts.status_2xx, 25);
+    assert_eq!(s.counts.status_4xx, 10);
+    assert_eq!(s.counts.status_5xx, 10);
+    assert_eq!(s.counts.no_response, 0);
+    assert_eq!(s.counts.bytes_out, received_a);
+    assert_eq!(s.counts.bytes_in, sent_body);
+    assert_eq!(s.counts.duration_count, 45);
+    assert_eq!(s.counts.upstream_count, 45);
+    assert_eq!(s.latency.count(), 45);
+    let code = |c: u16| {
+        let i = ppm_core::stats::COMMON_CODES
+            .iter()
+            .position(|&x| x == c)
+            .unwrap();
+        s.codes[i]
+    };
+    assert_eq!((code(200), code(404), code(503)), (25, 10, 10));
+
+    let d = host_stats(&p, "proxy", 2);
+    assert_eq!(d.counts.status_5xx, 3);
+    assert_eq!(d.counts.upstream_errors, 3);
+    assert_eq!(d.counts.bytes_out, received_dead);
+    assert_eq!(host_stats(&p, "default", 0).counts.status_4xx, 2);
+
+    let ups = p.handle.stats().upstreams();
+    let ua = ups
+        .iter()
+        .find(|u| u.upstream == format!("127.0.0.1:{}", a.port()))
+        .unwrap();
+    assert_eq!(ua.stats.counts.requests, 45);
+    assert_eq!(ua.stats.counts.status_2xx, 25);
+    assert_eq!(ua.stats.counts.bytes_out, received_a);
+    assert_eq!(ua.stats.upstream_latency.count(), 45);
+    let ud = ups.iter().find(|u| u.upstream != ua.upstream).unwrap();
+    assert_eq!(ud.stats.counts.upstream_errors, 3);
+    assert_eq!(ud.stats.counts.requests, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_access_log_drops_records_and_never_blocks() {
+    let a = EchoUpstream::start("a").await.unwrap();
+    let mut config = Config::new();
+    config
+        .proxy_hosts
+        .push(host(1, &["a.test", "quiet.test"], vec![up(&a)]));
+    // Four slots and nobody reading: the fifth record on is dropped.
+    let (log, mut rx) = ppm_core::stats::AccessLog::channel(4, ["quiet.test".to_string()]);
+    let (_store, p) = start_with_log(config, log).await;
+    for i in 0..30 {
+        let r = p.get("a.test", &format!("/n/{i}?q=1")).await.unwrap();
+        assert_eq!(r.status, 200);
+    }
+    for _ in 0..5 {
+        assert_eq!(p.get("quiet.test", "/").await.unwrap().status, 200);
+    }
+    let stats = p.handle.stats().clone();
+    let all_counted = wait_until(Duration::from_secs(10), || async {
+        host_stats(&p, "proxy", 1).counts.requests == 35 && host_stats(&p, "proxy", 1).active == 0
+    })
+    .await;
+    assert!(all_counted);
+    let log = stats.access_log().unwrap();
+    assert_eq!((log.queued(), log.dropped()), (4, 26));
+
+    let first = rx.recv().await.unwrap();
+    assert_eq!(first.host, "a.test");
+    assert_eq!(first.method, "GET");
+    assert_eq!(first.path, "/n/0?q=1");
+    assert_eq!(first.status, 200);
+    assert_eq!(first.client_ip, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(
+        first.upstream,
+        Some(format!("127.0.0.1:{}", a.port()).parse().unwrap())
+    );
+    assert!(first.bytes_out > 0);
+    assert!(first.upstream_time.is_some());
+    assert!(first.duration >= first.upstream_time.unwrap());
+    assert_eq!(
+        first.route,
+        Some(ppm_core::stats::HostKey {
+            kind: "proxy",
+            id: 1
+        })
+    );
+}

@@ -26,9 +26,9 @@ use crate::auth::{self, Jwt};
 use crate::logs::LogFiles;
 use crate::settings::Settings;
 use crate::stats::StatsService;
+use crate::throttle::LoginThrottle;
 use ppm_core::stats::AccessLog;
 use ppm_store::stats::Retention;
-use crate::throttle::LoginThrottle;
 
 /// How long the API waits for a request head before closing the connection
 /// (also bounds idle keep-alive connections).

@@ -586,7 +586,10 @@ fn backwards(
         joined.extend_from_slice(&carry);
         carry.clear();
         let mut end = joined.len();
-        while let Some(i) = joined.get(..end).and_then(|s| s.iter().rposition(|&b| b == b'\n')) {
+        while let Some(i) = joined
+            .get(..end)
+            .and_then(|s| s.iter().rposition(|&b| b == b'\n'))
+        {
             let line = joined.get(i + 1..end).unwrap_or_default();
             if !line.is_empty() && !visit(&String::from_utf8_lossy(line)) {
                 return Ok((read_total, false));

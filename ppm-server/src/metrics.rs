@@ -61,6 +61,9 @@ fn counters<'a>(
 ) -> std::fmt::Result {
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (labels, v) in rows {
+        if labels.is_empty() {
+            return ConstCounter::new(v).encode(m);
+        }
         ConstCounter::new(v).encode(m.encode_family(labels)?)?;
     }
     Ok(())
@@ -77,6 +80,10 @@ where
 {
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (labels, v) in rows {
+        // A metric without labels is one sample without braces.
+        if labels.is_empty() {
+            return ConstGauge::new(v).encode(m);
+        }
         ConstGauge::new(v).encode(m.encode_family(labels)?)?;
     }
     Ok(())
@@ -171,13 +178,13 @@ impl Collector for Metrics {
             [(&none, started)],
         )?;
         if let Some((cpu, rss, fds, threads)) = process() {
-            let mut m = enc.encode_descriptor(
+            let m = enc.encode_descriptor(
                 "process_cpu_seconds",
                 "User and system CPU time spent, in seconds",
                 None,
                 MetricType::Counter,
             )?;
-            ConstCounter::new(cpu).encode(m.encode_family(&none)?)?;
+            ConstCounter::new(cpu).encode(m)?;
             gauges(
                 &mut enc,
                 "process_resident_memory_bytes",
@@ -190,7 +197,12 @@ impl Collector for Metrics {
                 "Open file descriptors",
                 [(&none, fds)],
             )?;
-            gauges(&mut enc, "process_threads", "OS threads", [(&none, threads)])?;
+            gauges(
+                &mut enc,
+                "process_threads",
+                "OS threads",
+                [(&none, threads)],
+            )?;
         }
         gauges(
             &mut enc,
@@ -413,7 +425,9 @@ impl Collector for Metrics {
             &mut enc,
             "ppm_stream_upstream_connect_failures",
             "Failed connects from a stream to its upstreams",
-            streams.iter().map(|(l, s)| (l, s.upstream_connect_failures)),
+            streams
+                .iter()
+                .map(|(l, s)| (l, s.upstream_connect_failures)),
         )?;
         counters(
             &mut enc,

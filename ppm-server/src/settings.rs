@@ -149,7 +149,12 @@ pub struct Settings {
     pub access_log: Option<String>,
 
     /// Access log line format.
-    #[arg(long, env = "PPM_ACCESS_LOG_FORMAT", value_enum, default_value = "json")]
+    #[arg(
+        long,
+        env = "PPM_ACCESS_LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
     pub access_log_format: AccessLogFormat,
 
     /// Size in bytes at which a log file is rotated (`access.log` becomes

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ppm_core::engine::EngineHandle;
 use ppm_core::stats::Counts;
-use ppm_store::stats::{
-    Retention, StatsRow, StatsStore, SCOPE_HOST, SCOPE_STREAM, SCOPE_UPSTREAM,
-};
+use ppm_store::stats::{Retention, StatsRow, StatsStore, SCOPE_HOST, SCOPE_STREAM, SCOPE_UPSTREAM};
 use ppm_store::AnyStore;
 
 /// How often the rates of the summary are sampled.

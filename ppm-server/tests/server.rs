@@ -35,6 +35,10 @@ impl Ppm {
     }
 
     async fn start_in(data: &Path, admin: bool, log: PathBuf) -> Ppm {
+        Ppm::start_env(data, admin, log, &[]).await
+    }
+
+    async fn start_env(data: &Path, admin: bool, log: PathBuf, env: &[(&str, &str)]) -> Ppm {
         // Hold all three listeners while picking, so the ports differ.
         let held: Vec<std::net::TcpListener> = (0..3)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
@@ -58,6 +62,9 @@ impl Ppm {
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         if admin {
             cmd.env("PPM_ADMIN_EMAIL", ADMIN)
                 .env("PPM_ADMIN_PASSWORD", ADMIN_PW);
@@ -1899,4 +1906,312 @@ async fn streams_terminate_tls_with_a_stored_certificate() {
         .unwrap()
         .unwrap();
     assert_eq!(&back, b"old session");
+}
+
+/// Requests summed over a series' points.
+async fn series_sum(ppm: &Ppm, token: &str, q: &str) -> u64 {
+    let r = ppm.call("GET", q, Some(token), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["requests"].as_u64().unwrap())
+        .sum()
+}
+
+/// The value of the sample `name` whose labels include `labels`.
+fn metric(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(k).is_some_and(|x| x == *v))
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_stats_metrics_and_access_logs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let logs = tmp.path().join("logs");
+    let access = logs.join("access.log");
+    let env = [
+        ("PPM_METRICS_TOKEN", "metrics-token-0123456789"),
+        ("PPM_ACCESS_LOG", access.to_str().unwrap()),
+        ("PPM_ACCESS_LOG_MAX_SIZE", "8192"),
+        ("PPM_ACCESS_LOG_KEEP", "3"),
+        ("PPM_STATS_INTERVAL", "3600"),
+    ];
+    let mut ppm = Ppm::start_env(&data, true, tmp.path().join("log1"), &env).await;
+    let token = ppm.admin_token().await;
+    let up = EchoUpstream::start("stats").await.unwrap();
+    let r = ppm
+        .call(
+            "POST",
+            "/api/proxy-hosts",
+            Some(&token),
+            Some(host_body(&["app.test"], up.port())),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_i64().unwrap();
+
+    // A bounded load: 30 answers (5 of them 500s) and 3 unknown hosts.
+    let mut received = 0u64;
+    for i in 0..30 {
+        let path = if i % 6 == 5 {
+            "/status/500".to_string()
+        } else {
+            format!("/page/{i}")
+        };
+        let r = ppm.proxy_get("app.test", &path).await;
+        received += r.body.len() as u64;
+    }
+    for _ in 0..3 {
+        assert_eq!(ppm.proxy_get("nobody.test", "/").await.status, 404);
+    }
+
+    let summary = || async {
+        let r = ppm
+            .call("GET", "/api/stats/summary?top=5", Some(&token), None)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        let s = summary().await;
+        if s["since_start"]["requests"] == 33 && s["active_requests"] == 0 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "counters never reached 33: {s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(s["since_start"]["status_2xx"], 25);
+    assert_eq!(s["since_start"]["status_5xx"], 5);
+    assert_eq!(s["since_start"]["status_4xx"], 3);
+    let top = &s["top_hosts_by_requests"][0];
+    assert_eq!(
+        (top["kind"].as_str(), top["id"].as_i64()),
+        (Some("proxy"), Some(id))
+    );
+    assert_eq!(top["name"], "app.test");
+    assert_eq!(top["requests"], 30);
+    assert_eq!(top["bytes_out"].as_u64(), Some(received));
+    assert_eq!(s["top_hosts_by_errors"][0]["errors"], 5);
+    assert_eq!(s["access_log"]["enabled"], true);
+    assert_eq!(s["series_available"], true);
+
+    // /metrics: refused without a token, parsed as a scraper would.
+    let r = send(ppm.api, "GET", "/metrics", &[("host", "ppm.test")], b"")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let r = send(
+        ppm.api,
+        "GET",
+        "/metrics",
+        &[
+            ("host", "ppm.test"),
+            ("authorization", "Bearer metrics-token-0123456789"),
+        ],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let scrape =
+        prometheus_parse::Scrape::parse(r.text().lines().map(|l| Ok(l.to_string()))).unwrap();
+    let host = [("host", "app.test"), ("kind", "proxy")];
+    assert_eq!(
+        metric(&scrape, "ppm_http_requests_total", &host),
+        Some(30.0)
+    );
+    let class = |c: &'static str| {
+        metric(
+            &scrape,
+            "ppm_http_responses_total",
+            &[("host", "app.test"), ("status_class", c)],
+        )
+    };
+    assert_eq!((class("2xx"), class("5xx")), (Some(25.0), Some(5.0)));
+    assert_eq!(
+        metric(&scrape, "ppm_http_response_body_bytes_total", &host),
+        Some(received as f64)
+    );
+    let upstream = format!("127.0.0.1:{}", up.port());
+    assert_eq!(
+        metric(
+            &scrape,
+            "ppm_upstream_requests_total",
+            &[("upstream", &upstream)]
+        ),
+        Some(30.0)
+    );
+    assert_eq!(
+        metric(&scrape, "ppm_upstream_up", &[("upstream", &upstream)]),
+        Some(1.0)
+    );
+    assert_eq!(metric(&scrape, "ppm_build_info", &[]), Some(1.0));
+    assert!(metric(&scrape, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
+    let hist = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "ppm_http_request_duration_seconds"
+                && s.labels.get("host") == Some("app.test")
+        })
+        .unwrap();
+    match &hist.value {
+        prometheus_parse::Value::Histogram(b) => {
+            assert_eq!(b.last().unwrap().count, 30.0);
+        }
+        v => panic!("not a histogram: {v:?}"),
+    }
+
+    // The access log: a line per request, through the rotated files.
+    let get_logs = |q: String| {
+        let ppm = &ppm;
+        let token = token.clone();
+        async move {
+            let r = ppm.call("GET", &q, Some(&token), None).await;
+            assert_eq!(r.status, 200, "{q}: {}", r.text());
+            r.json()["entries"].as_array().unwrap().clone()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = get_logs("/api/logs/access?limit=1000".into()).await.len();
+        if n == 33 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{n} access log lines");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(logs.join("access.log.1").exists(), "8 KiB files rotate");
+    let app = get_logs("/api/logs/access?host=app.test&limit=1000".into()).await;
+    assert_eq!(app.len(), 30);
+    assert_eq!(
+        (app[0]["path"].as_str(), app[0]["status"].as_u64()),
+        (Some("/status/500"), Some(500))
+    );
+    let newest = &app[1];
+    assert_eq!(newest["method"], "GET");
+    assert_eq!(newest["path"], "/page/28");
+    assert_eq!(newest["status"], 200);
+    assert_eq!(newest["client_ip"], "127.0.0.1");
+    assert_eq!(newest["kind"], "proxy");
+    assert_eq!(newest["host_id"].as_i64(), Some(id));
+    assert_eq!(newest["upstream"], upstream.as_str());
+    assert!(newest["duration_ms"].as_f64().unwrap() >= newest["upstream_ms"].as_f64().unwrap());
+    let sum: u64 = app.iter().map(|e| e["bytes_out"].as_u64().unwrap()).sum();
+    assert_eq!(sum, received);
+    let fives = get_logs("/api/logs/access?status=5xx".into()).await;
+    assert_eq!(fives.len(), 5);
+    assert!(fives.iter().all(|e| e["path"] == "/status/500"));
+    assert_eq!(
+        get_logs("/api/logs/access?status=404".into()).await.len(),
+        3
+    );
+    assert_eq!(
+        get_logs("/api/logs/access?q=PAGE/1&limit=1000".into())
+            .await
+            .len(),
+        9
+    );
+    assert_eq!(get_logs("/api/logs/access?limit=2".into()).await.len(), 2);
+    let future = now() + 3600;
+    assert!(get_logs(format!("/api/logs/access?since={future}"))
+        .await
+        .is_empty());
+    let errors = get_logs("/api/logs/errors".into()).await;
+    assert_eq!(errors.len(), 5);
+    let r = ppm
+        .call("GET", "/api/logs/access?status=abc", Some(&token), None)
+        .await;
+    assert_eq!(r.status, 422);
+
+    // Rotation keeps three old files and no more.
+    for i in 0..150 {
+        ppm.proxy_get("app.test", &format!("/more/{i}")).await;
+    }
+    let rotated_enough = wait_until(Duration::from_secs(10), || async {
+        logs.join("access.log.3").exists()
+    })
+    .await;
+    assert!(rotated_enough);
+    assert!(!logs.join("access.log.4").exists());
+    for f in ["access.log", "access.log.1", "access.log.2", "access.log.3"] {
+        assert!(
+            std::fs::metadata(logs.join(f)).unwrap().len() <= 8192,
+            "{f}"
+        );
+    }
+
+    // A rollup now, then the series of the host has every request.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = summary().await;
+        if s["since_start"]["requests"] == 183 && s["active_requests"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "counters never reached 183: {s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = ppm
+        .call("POST", "/api/stats/rollup", Some(&token), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let from = now() - 600;
+    let series_q = format!("/api/stats/hosts/{id}?from={from}&step=60");
+    assert_eq!(series_sum(&ppm, &token, &series_q).await, 180);
+    let r = ppm
+        .call("GET", "/api/stats/hosts/1?step=7", Some(&token), None)
+        .await;
+    assert_eq!(r.status, 422);
+
+    // Totals and series survive a restart.
+    ppm.signal("TERM");
+    assert!(ppm.wait_exit(Duration::from_secs(20)).is_some());
+    let ppm = Ppm::start_env(&data, true, tmp.path().join("log2"), &env).await;
+    let token = ppm.admin_token().await;
+    let r = ppm
+        .call("GET", "/api/stats/summary", Some(&token), None)
+        .await;
+    let s = r.json();
+    assert_eq!(s["since_start"]["requests"], 0, "{s}");
+    assert_eq!(s["totals"]["requests"], 183, "{s}");
+    assert_eq!(s["top_hosts_by_requests"][0]["requests"], 180);
+    assert_eq!(series_sum(&ppm, &token, &series_q).await, 180);
+    let r = ppm.call("GET", "/api/openapi.json", None, None).await;
+    let paths = r.json()["paths"].as_object().unwrap().clone();
+    for p in [
+        "/api/stats/summary",
+        "/api/stats/hosts/{id}",
+        "/api/stats/upstreams/{upstream}",
+        "/api/stats/streams/{id}",
+        "/api/stats/rollup",
+        "/api/logs/access",
+        "/api/logs/errors",
+        "/metrics",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
+    }
 }

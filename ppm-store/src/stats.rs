@@ -193,7 +193,11 @@ fn upsert_sql(table: &str, with_ts_key: bool) -> String {
     } else {
         "scope, key"
     };
-    let ts_update = if with_ts_key { "" } else { "ts = excluded.ts, " };
+    let ts_update = if with_ts_key {
+        ""
+    } else {
+        "ts = excluded.ts, "
+    };
     format!(
         "INSERT INTO {table} (scope, key, ts, {cols}) VALUES (?1, ?2, ?3, {}) \
          ON CONFLICT ({conflict}) DO UPDATE SET {ts_update}{}",
@@ -216,7 +220,10 @@ impl StatsStore for SqliteStore {
         for row in rows.iter().filter(|r| !r.counts.is_zero()) {
             let v = values(&row.counts);
             for (sql, t) in &sqls {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(&row.scope).bind(&row.key).bind(*t);
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(&row.scope)
+                    .bind(&row.key)
+                    .bind(*t);
                 for x in v {
                     q = q.bind(x);
                 }
@@ -283,7 +290,9 @@ impl StatsStore for SqliteStore {
             "SELECT scope, key, {} FROM stats_total ORDER BY scope, key",
             COLUMNS.join(", ")
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.read_pool()).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(self.read_pool())
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             use sqlx::Row;

@@ -365,7 +365,9 @@ fn stats_ops(d: &mut Doc) {
         None,
         (200, Some(series.clone())),
     );
-    let mut up_params = vec![json!({"name": "upstream", "in": "path", "required": true, "description": "`host:port` as configured, URL-encoded", "schema": {"type": "string"}})];
+    let mut up_params = vec![
+        json!({"name": "upstream", "in": "path", "required": true, "description": "`host:port` as configured, URL-encoded", "schema": {"type": "string"}}),
+    ];
     up_params.extend(no_kind.clone());
     d.op(
         "get",
@@ -409,7 +411,11 @@ fn stats_ops(d: &mut Doc) {
     }
     d.paths["/api/stats/rollup"]["post"]["responses"]["503"] = unavailable;
     // An unknown id is an empty series, not a 404.
-    for p in ["/api/stats/hosts/{id}", "/api/stats/streams/{id}", "/api/stats/upstreams/{upstream}"] {
+    for p in [
+        "/api/stats/hosts/{id}",
+        "/api/stats/streams/{id}",
+        "/api/stats/upstreams/{upstream}",
+    ] {
         if let Some(r) = d.paths[p]["get"]["responses"].as_object_mut() {
             r.remove("404");
         }

@@ -230,7 +230,12 @@ pub struct Series {
     pub points: Vec<SeriesPoint>,
 }
 
-async fn series(state: &AppState, scope: &'static str, key: String, q: SeriesQuery) -> ApiResult<Json<Series>> {
+async fn series(
+    state: &AppState,
+    scope: &'static str,
+    key: String,
+    q: SeriesQuery,
+) -> ApiResult<Json<Series>> {
     let Some(store) = state.stats.series_store() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -444,7 +449,10 @@ pub(super) async fn metrics(
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim);
         let by_token = match (&state.metrics_token, bearer) {
             (Some(want), Some(got)) => {
@@ -455,14 +463,15 @@ pub(super) async fn metrics(
         };
         if !by_token {
             let mut parts = parts;
-            let auth = match <Auth as axum::extract::FromRequestParts<AppState>>::from_request_parts(
-                &mut parts, &state,
-            )
-            .await
-            {
-                Ok(a) => a,
-                Err(e) => return e.into_response(),
-            };
+            let auth =
+                match <Auth as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+                    &mut parts, &state,
+                )
+                .await
+                {
+                    Ok(a) => a,
+                    Err(e) => return e.into_response(),
+                };
             if let Err(e) = auth.require("metrics", Access::Read) {
                 return e.into_response();
             }

@@ -17,6 +17,10 @@
 //! - `filter_chain/run_request/{0,1,5}`: `FilterChain::run_request` over
 //!   trivial filters on a prebuilt request; the future is polled once with a
 //!   no-op waker, so no runtime cost is included.
+//! - `filter_chain/stats/{host,host_and_upstream,access_log_record_dropped}`:
+//!   the traffic counters a request bumps (host only; host and upstream,
+//!   as a proxied request does) and an access-log record built and dropped
+//!   on a full buffer. Single-threaded: uncontended atomics.
 //! - `location_match/{exact,regex,prefix_deep,miss}`: `LocationMatcher::find`
 //!   over 20 locations (3 exact, 2 regex, 15 prefix).
 //!
@@ -43,6 +47,7 @@ use ppm_core::filter::{
 };
 use ppm_core::http::RequestHeader;
 use ppm_core::router::{HostTable, LocationMatcher, PathPattern};
+use ppm_core::stats::{AccessLog, AccessRecord, HttpCounters};
 use ppm_core::store::Snapshot;
 use ppm_core::upstream::{GroupSpec, UpstreamGroup};
 
@@ -397,6 +402,57 @@ fn filter_chain(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+
+    // What the engine adds per request for traffic statistics: the host's
+    // counters (request, in-flight gauge, status class and code, bytes,
+    // latency histogram), then those plus the upstream's, then the access
+    // log record when the log's buffer is full (built and dropped).
+    let mut g = c.benchmark_group("filter_chain/stats");
+    let host = HttpCounters::default();
+    let upstream = HttpCounters::default();
+    let elapsed = Duration::from_micros(1800);
+    g.bench_function("host", |b| {
+        b.iter(|| {
+            host.begin();
+            host.finish(black_box(200), 0, black_box(5120), elapsed);
+        })
+    });
+    g.bench_function("host_and_upstream", |b| {
+        b.iter(|| {
+            host.begin();
+            upstream.attempt();
+            host.upstream_time(elapsed);
+            upstream.upstream_time(elapsed);
+            host.finish(black_box(200), 0, black_box(5120), elapsed);
+            upstream.response(black_box(200), 0, black_box(5120), elapsed);
+        })
+    });
+    let (log, _rx) = AccessLog::channel(1, Vec::new());
+    let record = || AccessRecord {
+        time: std::time::SystemTime::now(),
+        client_ip: Some([192, 0, 2, 1].into()),
+        host: "app-1.site-0.example.com".into(),
+        route: None,
+        method: "GET".into(),
+        path: "/api/v1/users?page=2".into(),
+        status: 200,
+        bytes_in: 0,
+        bytes_out: 5120,
+        duration: elapsed,
+        upstream_time: Some(elapsed),
+        upstream: Some("192.0.2.10:8080".parse().unwrap()),
+        filter: None,
+        error: None,
+    };
+    log.send(record());
+    g.bench_function("access_log_record_dropped", |b| {
+        b.iter(|| {
+            if log.logs(black_box("app-1.site-0.example.com")) {
+                log.send(record());
+            }
+        })
+    });
     g.finish();
 }
 

@@ -535,7 +535,7 @@ impl Stats {
             name: String::new(),
             stats: self.unrouted.snapshot(),
         });
-        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.sort_by_key(|a| a.key);
         out
     }
 
@@ -567,7 +567,6 @@ pub fn upstream_label(host: &str, addr: SocketAddr) -> String {
 
 /// One request, as the access log writes it.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct AccessRecord {
     /// When the response ended.
     pub time: SystemTime,

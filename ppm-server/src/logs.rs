@@ -664,7 +664,12 @@ mod tests {
         LogEntry {
             time: rfc3339(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + u64::from(i))),
             client_ip: Some("10.0.0.1".into()),
-            host: if i % 2 == 0 { "a.test" } else { "b.test" }.into(),
+            host: if i.is_multiple_of(2) {
+                "a.test"
+            } else {
+                "b.test"
+            }
+            .into(),
             kind: Some("proxy".into()),
             host_id: Some(1),
             method: "GET".into(),
@@ -704,7 +709,10 @@ mod tests {
         let mut f = RotatingFile::open(path.clone(), 4096, 3).unwrap();
         for i in 0..200 {
             let mut line = String::new();
-            json_line(&entry(i, if i % 10 == 0 { 502 } else { 200 }), &mut line);
+            json_line(
+                &entry(i, if i.is_multiple_of(10) { 502 } else { 200 }),
+                &mut line,
+            );
             f.write_line(line.as_bytes()).unwrap();
         }
         f.flush().unwrap();

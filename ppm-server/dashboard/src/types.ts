@@ -225,4 +225,7 @@ export const RESOURCES = [
   "audit-log",
   "users",
   "tokens",
+  "stats",
+  "logs",
+  "metrics",
 ] as const;

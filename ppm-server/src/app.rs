@@ -23,6 +23,7 @@ use tower::Service;
 use crate::acme::{AcmeManager, AcmeOptions, SingleProcess};
 use crate::api::{self, State};
 use crate::auth::{self, Jwt};
+use crate::cluster::Cluster;
 use crate::logs::LogFiles;
 use crate::settings::Settings;
 use crate::stats::StatsService;
@@ -51,6 +52,8 @@ pub struct Prepared {
     pub acme: Arc<AcmeManager>,
     /// Traffic statistics (run it with [`StatsService::run`]).
     pub stats: Arc<StatsService>,
+    /// This node in the cluster (run its heartbeat with [`Cluster::run`]).
+    pub cluster: Arc<Cluster>,
 }
 
 /// Opens the store, creates the first admin if needed, loads the session
@@ -73,6 +76,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
             ),
         })?;
     let store = Arc::new(store);
+    let node_id = crate::cluster::node_id(settings.node_id.as_deref(), &settings.data_dir)?;
 
     ensure_admin(&store, settings).await?;
 
@@ -169,6 +173,13 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
     )
     .await?;
     let metrics = Arc::new(crate::metrics::registry(stats.clone(), log_writer.clone()));
+    let cluster = Arc::new(Cluster::new(
+        node_id,
+        settings.listeners(),
+        store.clone(),
+        engine.handle(),
+        Duration::from_secs(settings.node_heartbeat),
+    ));
     let state = Arc::new(State {
         store: store.clone(),
         engine: engine.handle(),
@@ -185,6 +196,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
         metrics_token: settings.metrics_token.clone(),
         log_files,
         log_writer,
+        cluster: cluster.clone(),
     });
     let router = api::router(state.clone());
     Ok(Prepared {
@@ -195,6 +207,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
         tls_fallback: Some(tls_fallback),
         acme,
         stats,
+        cluster,
     })
 }
 
@@ -344,7 +357,14 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             manager: prepared.acme.clone(),
         },
     ));
+    server.add_service(background_service(
+        "ppm cluster",
+        ClusterService {
+            cluster: prepared.cluster.clone(),
+        },
+    ));
     tracing::info!(
+        node = prepared.cluster.id(),
         api = %settings.api_listen,
         http = %settings.http_listen,
         https = %settings.https_listen,
@@ -391,6 +411,23 @@ pub struct AcmeService {
 impl BackgroundService for AcmeService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         self.manager
+            .clone()
+            .run(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+    }
+}
+
+/// The node's cluster heartbeat as a Pingora background service.
+pub struct ClusterService {
+    cluster: Arc<Cluster>,
+}
+
+#[async_trait]
+impl BackgroundService for ClusterService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.cluster
             .clone()
             .run(async move {
                 let _ = shutdown.changed().await;

@@ -6,6 +6,7 @@ pub mod acme;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod dashboard;
 pub mod logs;
 pub mod metrics;

@@ -41,6 +41,17 @@ pub struct Settings {
     #[arg(long, env = "PPM_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// This node's id in a cluster (shown by `GET /api/cluster/nodes`): 1 to
+    /// 64 of `A-Z a-z 0-9 . _ -`. Default: generated on first start and
+    /// kept in the data directory (`node-id`).
+    #[arg(long, env = "PPM_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Seconds between this node's heartbeats to a shared PostgreSQL
+    /// database; a node is shown as not live after three missed ones.
+    #[arg(long, env = "PPM_NODE_HEARTBEAT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub node_heartbeat: u64,
+
     /// Address of the API (and dashboard) listener.
     #[arg(long, env = "PPM_API_LISTEN", default_value = "0.0.0.0:81")]
     pub api_listen: SocketAddr,
@@ -194,6 +205,9 @@ impl Settings {
                 }
             }
         }
+        if let Some(id) = &self.node_id {
+            crate::cluster::validate_node_id(id).map_err(|m| format!("--node-id: {m}"))?;
+        }
         if let Some(url) = &self.database_url {
             ppm_store::DatabaseUrl::parse(url).map_err(|m| format!("--database-url: {m}"))?;
         }
@@ -251,6 +265,15 @@ impl Settings {
             Some(p) => Some(p.into()),
             None => Some(self.data_dir.join("logs").join("access.log")),
         }
+    }
+
+    /// The listeners, for people: `api 0.0.0.0:81`...
+    pub fn listeners(&self) -> Vec<String> {
+        vec![
+            format!("api {}", self.api_listen),
+            format!("http {}", self.http_listen),
+            format!("https {}", self.https_listen),
+        ]
     }
 
     /// The ports ppm-server itself listens on, which hosts and streams may

@@ -32,6 +32,10 @@ struct Node {
 
 impl Node {
     async fn start(database_url: &str) -> Node {
+        Node::start_with(database_url, &[]).await
+    }
+
+    async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Node {
         let tmp = tempfile::tempdir().unwrap();
         let held: Vec<std::net::TcpListener> = (0..3)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
@@ -56,6 +60,7 @@ impl Node {
             .env("PPM_ADMIN_EMAIL", ADMIN)
             .env("PPM_ADMIN_PASSWORD", ADMIN_PW)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -243,13 +248,31 @@ async fn three_nodes_converge_within_a_second() {
     };
     let upstream = EchoUpstream::start("u").await.unwrap();
     let mut nodes = Vec::new();
-    for _ in 0..3 {
-        nodes.push(Node::start(&db.url).await);
+    for id in ["node-a", "node-b", "node-c"] {
+        let env = [("PPM_NODE_ID", id), ("PPM_NODE_HEARTBEAT", "1")];
+        nodes.push(Node::start_with(&db.url, &env).await);
     }
     // One admin and one session secret for all: a session from A works on C.
     let token = nodes[0].token().await;
     let r = nodes[2].call("GET", "/api/proxy-hosts", &token, None).await;
     assert_eq!(r.status, 200, "{}", r.text());
+
+    // Every node knows every node.
+    let v = wait_for_nodes(&nodes[2], &token, |v| v["live"] == 3).await;
+    let ids: Vec<&str> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["node-a", "node-b", "node-c"], "{v}");
+    assert_eq!(v["backend"], "postgres");
+    assert_eq!(v["nodes"][2]["this_node"], true);
+    assert_eq!(v["nodes"][0]["this_node"], false);
+    assert!(v["nodes"][0]["listeners"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("api 127.0.0.1:"));
 
     // A conflict is checked across nodes.
     let r = nodes[1]
@@ -283,7 +306,151 @@ async fn three_nodes_converge_within_a_second() {
         percentile(&times, 0.99),
         times[times.len() - 1]
     );
+
+    // A write says how many live nodes serve it when it answers (at least
+    // the writing node), and the node list shows the others catching up.
+    let r = nodes[1]
+        .call(
+            "POST",
+            "/api/proxy-hosts",
+            &token,
+            Some(host_body("applied.cluster.test", upstream.port())),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let applied = r.header("x-ppm-nodes-applied").unwrap().to_owned();
+    let (n, of) = applied.split_once('/').unwrap();
+    assert_eq!(of, "3", "{applied}");
+    assert!((1..=3).contains(&n.parse::<u32>().unwrap()), "{applied}");
+    eprintln!("x-ppm-nodes-applied on a write through node-b: {applied}");
+    let latest = r.json()["id"].as_i64().unwrap();
+    let v = wait_for_nodes(&nodes[0], &token, |v| v["applied"] == 3).await;
+    assert!(v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["applied_latest"] == true && n["revision"] == v["revision"]));
+    assert!(latest > 0);
+
+    // A node that stops is listed as not live after three heartbeats, and
+    // writes count the live nodes only.
+    let stopped = nodes.pop().unwrap();
+    drop(stopped);
+    let v = wait_for_nodes(&nodes[0], &token, |v| v["live"] == 2).await;
+    assert_eq!(v["nodes"][2]["live"], false, "{v}");
+    let r = nodes[0]
+        .call(
+            "POST",
+            "/api/proxy-hosts",
+            &token,
+            Some(host_body("after-stop.cluster.test", upstream.port())),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(
+        r.header("x-ppm-nodes-applied").unwrap().ends_with("/2"),
+        "{:?}",
+        r.header("x-ppm-nodes-applied")
+    );
     drop(nodes);
+    db.drop_now().await;
+}
+
+/// Polls `GET /api/cluster/nodes` on `node` until `done` holds (10 s at
+/// most) and returns the last answer.
+async fn wait_for_nodes(node: &Node, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = node.call("GET", "/api/cluster/nodes", token, None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node list never matched: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_writes_and_restarts_after_a_newer_migration() {
+    let Some(db) =
+        TestDatabase::create("a_node_refuses_writes_and_restarts_after_a_newer_migration").await
+    else {
+        return;
+    };
+    let upstream = EchoUpstream::start("u").await.unwrap();
+    let node = Node::start(&db.url).await;
+    let token = node.token().await;
+    let r = node
+        .call(
+            "POST",
+            "/api/proxy-hosts",
+            &token,
+            Some(host_body("old.test", upstream.port())),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // A newer ppm migrates the shared database while this node runs.
+    psql(
+        &db.url,
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99990001, 'from the future', true, '\\x00', 0)",
+    )
+    .await;
+    let r = node
+        .call(
+            "POST",
+            "/api/proxy-hosts",
+            &token,
+            Some(host_body("new.test", upstream.port())),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        msg.contains("schema version 99990001") && msg.contains("upgrade this node"),
+        "{msg}"
+    );
+    eprintln!("write on an older node: 503 {msg}");
+    // It keeps serving what it had.
+    assert!(node.serves("old.test").await);
+    assert!(!node.serves("new.test").await);
+
+    // An older node does not start on it.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ppm-server"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PPM_DATA_DIR", tmp.path())
+        .env("PPM_DATABASE_URL", &db.url)
+        .env(
+            "PPM_API_LISTEN",
+            format!("127.0.0.1:{}", free_port().unwrap()),
+        )
+        .env(
+            "PPM_HTTP_LISTEN",
+            format!("127.0.0.1:{}", free_port().unwrap()),
+        )
+        .env(
+            "PPM_HTTPS_LISTEN",
+            format!("127.0.0.1:{}", free_port().unwrap()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("schema version 99990001") && err.contains("upgrade ppm"),
+        "{err}"
+    );
+    drop(node);
     db.drop_now().await;
 }
 

@@ -1030,6 +1030,7 @@ async fn openapi_describes_every_route() {
         "/api/tokens",
         "/api/settings",
         "/api/upstreams/health",
+        "/api/cluster/nodes",
         "/api/audit-log",
         "/api/config/export",
         "/api/config/import",
@@ -1046,6 +1047,14 @@ async fn openapi_describes_every_route() {
         let name = part.split('"').next().unwrap();
         assert!(schemas.contains_key(name), "dangling $ref {name}");
     }
+    // Config writes document the nodes-applied header; other writes do not.
+    let headers = |path: &str, method: &str, code: &str| {
+        paths[path][method]["responses"][code]["headers"].clone()
+    };
+    assert!(headers("/api/proxy-hosts", "post", "201")["x-ppm-nodes-applied"].is_object());
+    assert!(headers("/api/settings", "put", "200")["x-ppm-nodes-applied"].is_object());
+    assert!(headers("/api/users", "post", "201").is_null());
+    assert!(paths["/api/proxy-hosts"]["post"]["responses"]["503"].is_object());
     // Limits the server enforces are in the schema.
     let upstream = &schemas["Upstream"]["properties"];
     assert_eq!(upstream["port"]["minimum"], 1);
@@ -1061,6 +1070,44 @@ async fn openapi_describes_every_route() {
         "{post}"
     );
     let _ = (ppm.https_port, &ppm.data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sqlite_node_lists_itself_and_reports_writes_applied() {
+    let ppm = Ppm::start(true).await;
+    let token = ppm.admin_token().await;
+    let u = EchoUpstream::start("u").await.unwrap();
+    let r = ppm
+        .call(
+            "POST",
+            "/api/proxy-hosts",
+            Some(&token),
+            Some(host_body(&["node.test"], u.port())),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("x-ppm-nodes-applied"), Some("1/1"));
+    // Reads and non-config writes say nothing about nodes.
+    let r = ppm
+        .call("GET", "/api/proxy-hosts", Some(&token), None)
+        .await;
+    assert_eq!(r.header("x-ppm-nodes-applied"), None);
+    let r = ppm
+        .call("GET", "/api/cluster/nodes", Some(&token), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["backend"], "sqlite");
+    assert_eq!(v["live"], 1);
+    assert_eq!(v["applied"], 1);
+    let nodes = v["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0]["this_node"], true);
+    assert_eq!(nodes[0]["applied_latest"], true);
+    assert_eq!(nodes[0]["revision"], v["revision"]);
+    // The generated id is kept in the data directory.
+    let id = std::fs::read_to_string(ppm.data.join("node-id")).unwrap();
+    assert_eq!(nodes[0]["id"], id.trim());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -86,6 +86,18 @@ pub enum WriteError {
     /// connections); nothing was written and the write can be retried.
     #[error("config store is unavailable: {0}")]
     Unavailable(String),
+    /// The database was migrated by a newer ppm after this store opened
+    /// it (another node was upgraded): this build must not write to it.
+    #[error(
+        "the database has schema version {found}, newer than the newest this build knows \
+         ({supported}): a newer ppm migrated it; upgrade this node"
+    )]
+    NewerSchema {
+        /// The newest migration applied to the database.
+        found: i64,
+        /// The newest migration embedded in this build.
+        supported: i64,
+    },
     /// The backend failed (I/O, database).
     #[error("config store backend failed")]
     Backend(#[source] BoxError),

@@ -80,6 +80,8 @@ mod checkpoint;
 mod error;
 mod model;
 #[cfg(feature = "postgres")]
+pub mod nodes;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
 pub mod stats;

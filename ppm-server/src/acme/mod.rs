@@ -1027,7 +1027,10 @@ fn redacted(mut c: Certificate) -> Certificate {
 /// Applies a committed revision to the engine.
 async fn apply(engine: &EngineHandle, revision: u64) -> Result<(), String> {
     match engine.reload().await {
-        Ok(applied) if applied >= revision => Ok(()),
+        Ok(applied) if applied >= revision => {
+            crate::cluster::note_committed(revision);
+            Ok(())
+        }
         Ok(applied) => Err(format!(
             "engine applied revision {applied}, expected {revision}"
         )),

@@ -65,6 +65,7 @@ pub const RESOURCES: &[&str] = &[
     "settings",
     "config",
     "upstreams",
+    "cluster",
     "audit-log",
     "users",
     "tokens",

@@ -147,6 +147,9 @@ impl From<WriteError> for ApiError {
             WriteError::InUse { .. } => ApiError::conflict(e.to_string()),
             WriteError::UnknownRevision(_) => ApiError::not_found(e.to_string()),
             WriteError::Format(_) => ApiError::bad_request(e.to_string()),
+            WriteError::NewerSchema { .. } => {
+                ApiError::unavailable(format!("this node cannot write, nothing was written: {e}"))
+            }
             WriteError::Unavailable(m) => ApiError::unavailable(format!(
                 "the config database is unavailable, nothing was written: {m}"
             )),

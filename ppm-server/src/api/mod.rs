@@ -63,6 +63,8 @@ pub struct State {
     pub log_files: Option<crate::logs::LogFiles>,
     /// The log writer's counters.
     pub log_writer: Option<Arc<crate::logs::WriterStats>>,
+    /// This node in the cluster.
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 /// Shared state handle.
@@ -71,8 +73,33 @@ pub type AppState = Arc<State>;
 /// The API router.
 pub fn router(state: AppState) -> Router {
     routes::router()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            report_nodes_applied,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// Adds `x-ppm-nodes-applied: applied/live` to the answer of a request
+/// that committed a config revision: of the live nodes, how many serve it
+/// when the answer is sent (this node always does: writes answer after the
+/// local node applied them).
+async fn report_nodes_applied(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (mut resp, committed) = crate::cluster::track_committed(next.run(req)).await;
+    if let Some(revision) = committed.filter(|_| resp.status().is_success()) {
+        if let Some((applied, live)) = state.cluster.applied(revision).await {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&format!("{applied}/{live}")) {
+                resp.headers_mut()
+                    .insert(crate::cluster::NODES_APPLIED_HEADER, v);
+            }
+        }
+    }
+    resp
 }
 
 /// The client's IP: the TCP peer, or from X-Forwarded-For through trusted

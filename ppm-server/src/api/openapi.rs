@@ -62,11 +62,25 @@ impl Doc {
             }
             None => json!({"description": "Success, no body"}),
         };
+        let mut ok_resp = ok_resp;
+        if method != "get" && writes_config(path) {
+            ok_resp["headers"] = json!({crate::cluster::NODES_APPLIED_HEADER: {
+                "description": "Present when the request committed a config revision \
+                    (this node answers after serving it): `applied/live`, how many of the \
+                    live nodes sharing the config database serve that revision at the time \
+                    of the answer. On SQLite always `1/1`. GET /api/cluster/nodes shows \
+                    the nodes catching up.",
+                "schema": {"type": "string", "pattern": "^[0-9]+/[0-9]+$"},
+                "example": "2/3",
+            }});
+        }
         responses.insert(ok.0.to_string(), ok_resp);
         let err = json!({"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
         let mut codes = vec!["400", "422", "500"];
         if matches!(sec, Sec::Bearer) {
-            codes.extend(["401", "403"]);
+            // 503: the config database is unreachable (or, for writes, was
+            // migrated by a newer ppm); nothing was written.
+            codes.extend(["401", "403", "503"]);
         }
         if path.contains('{') {
             codes.push("404");
@@ -460,6 +474,29 @@ fn stats_ops(d: &mut Doc) {
     });
 }
 
+/// Whether a non-GET operation on `path` writes the config (and so
+/// answers with the nodes-applied header).
+fn writes_config(path: &str) -> bool {
+    const CONFIG: [&str; 6] = [
+        "/api/proxy-hosts",
+        "/api/redirection-hosts",
+        "/api/dead-hosts",
+        "/api/streams",
+        "/api/access-lists",
+        "/api/certificates",
+    ];
+    if path.ends_with("/renew") {
+        return false;
+    }
+    CONFIG
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/{{")))
+        || matches!(
+            path,
+            "/api/settings" | "/api/config/import" | "/api/config/rollback/{revision}"
+        )
+}
+
 fn id_param(name: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "schema": {"type": "integer", "format": "int64"}})
 }
@@ -692,6 +729,17 @@ pub fn document() -> Value {
         vec![],
         None,
         (200, Some(gh)),
+    );
+    let cn = d.schema::<crate::cluster::NodesView>();
+    d.op(
+        "get",
+        "/api/cluster/nodes",
+        "cluster",
+        "Every node sharing the config database, and whether it serves the latest revision",
+        Sec::Bearer,
+        vec![],
+        None,
+        (200, Some(cn)),
     );
     let ss = d.schema::<Vec<ppm_core::stream::StreamStatus>>();
     d.op(

@@ -556,7 +556,10 @@ impl super::State {
     /// through the proxy sees it.
     pub async fn apply(&self, revision: u64) -> ApiResult<()> {
         match self.engine.reload().await {
-            Ok(applied) if applied >= revision => Ok(()),
+            Ok(applied) if applied >= revision => {
+                crate::cluster::note_committed(revision);
+                Ok(())
+            }
             Ok(applied) => Err(ApiError::internal(format!(
                 "engine applied revision {applied}, expected {revision}"
             ))),

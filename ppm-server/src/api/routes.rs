@@ -52,6 +52,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/tokens/{id}", get(get_token).delete(revoke_token))
         .route("/api/settings", get(get_settings).put(put_settings))
         .route("/api/upstreams/health", get(upstream_health))
+        .route("/api/cluster/nodes", get(cluster_nodes))
         .route("/api/streams/status", get(super::streams::status))
         .route("/api/stats/summary", get(super::stats::summary))
         .route("/api/stats/hosts/{id}", get(super::stats::host_series))
@@ -716,6 +717,16 @@ async fn upstream_health(
 ) -> ApiResult<Json<Vec<ppm_core::engine::GroupHealth>>> {
     auth.require("upstreams", Access::Read)?;
     Ok(Json(state.engine.upstream_health()))
+}
+
+/// `GET /api/cluster/nodes`: every node sharing the config database and
+/// whether it serves the latest revision (on SQLite, this node).
+async fn cluster_nodes(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> ApiResult<Json<crate::cluster::NodesView>> {
+    auth.require("cluster", Access::Read)?;
+    Ok(Json(state.cluster.nodes().await?))
 }
 
 /// Paging for lists.

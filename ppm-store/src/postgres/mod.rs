@@ -399,6 +399,16 @@ impl PostgresStore {
         sqlx::query("SELECT revision FROM meta WHERE id = 1 FOR UPDATE")
             .execute(&mut *tx)
             .await?;
+        // A newer node may have migrated the schema while this one ran:
+        // writing with an older idea of the tables could lose data.
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&mut *tx)
+                .await?;
+        let supported = Self::supported_schema_version();
+        if let Some(found) = found.filter(|f| *f > supported) {
+            return Err(WriteError::NewerSchema { found, supported });
+        }
         Ok(tx)
     }
 

@@ -20,7 +20,7 @@ use ppm_store::accounts::NewUser;
 use ppm_store::AnyStore;
 use tower::Service;
 
-use crate::acme::{AcmeManager, AcmeOptions, SingleProcess};
+use crate::acme::{AcmeManager, AcmeOptions, Http01Tokens, OrderLease, SingleProcess};
 use crate::api::{self, State};
 use crate::auth::{self, Jwt};
 use crate::cluster::Cluster;
@@ -147,12 +147,13 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
             .filter_map(|t| ppm_core::validate::cidr(t).ok()),
     );
     let write_lock = Arc::new(tokio::sync::Mutex::new(()));
+    let (http01, lease) = acme_roles(&store, tokens, &node_id, settings);
     let acme = Arc::new(AcmeManager::new(
         store.clone(),
         engine.handle(),
         write_lock.clone(),
-        Arc::new(tokens),
-        Arc::new(SingleProcess),
+        http01,
+        lease,
         settings.acme_settings(),
         AcmeOptions {
             retry_base: Duration::from_secs(settings.acme_retry_base),
@@ -209,6 +210,34 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
         stats,
         cluster,
     })
+}
+
+/// Where HTTP-01 answers are published and whether this node may run ACME
+/// orders: in memory and always for one node; on PostgreSQL through the
+/// database (every node answers) and under the leader lease.
+fn acme_roles(
+    store: &AnyStore,
+    tokens: ppm_filters::AcmeTokens,
+    node_id: &str,
+    settings: &Settings,
+) -> (Arc<dyn Http01Tokens>, Arc<dyn OrderLease>) {
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = store.as_postgres() {
+        use crate::acme::cluster::{DbLease, DbTokens};
+        let lease = Arc::new(DbLease::new(
+            pg.clone(),
+            node_id.to_owned(),
+            Duration::from_secs(settings.acme_lease),
+        ));
+        // The tasks live as long as the runtime (the process).
+        drop(lease.clone().start());
+        let live = Duration::from_secs(settings.node_heartbeat * 3);
+        let (db_tokens, sync) = DbTokens::start(pg.clone(), tokens, node_id.to_owned(), live);
+        drop(sync);
+        return (Arc::new(db_tokens), lease);
+    }
+    let _ = (store, node_id, settings);
+    (Arc::new(tokens), Arc::new(SingleProcess))
 }
 
 /// The self-signed certificate served to HTTPS clients whose SNI selects

@@ -137,6 +137,9 @@ pub struct NodesView {
     pub applied: usize,
     /// Live nodes.
     pub live: usize,
+    /// The node that runs ACME orders and renewals now (holds the leader
+    /// lease); on SQLite this node; `null` while no node holds the lease.
+    pub acme_leader: Option<String>,
     /// Every node that reported in the last seven days, by id.
     pub nodes: Vec<NodeView>,
 }
@@ -241,13 +244,15 @@ impl Cluster {
                 nodes.push(me);
                 nodes.sort_by(|a, b| a.id.cmp(&b.id));
             }
-            return Ok(NodesView::new("postgres", list.revision, nodes));
+            let leader = pg.lease_holder(crate::acme::cluster::LEASE).await?;
+            return Ok(NodesView::new("postgres", list.revision, nodes, leader));
         }
         let latest = self.store.revision().await?;
         Ok(NodesView::new(
             self.store.backend(),
             latest,
             vec![self.local_view(serving, latest)],
+            Some(self.id.clone()),
         ))
     }
 
@@ -354,7 +359,12 @@ impl Cluster {
 }
 
 impl NodesView {
-    fn new(backend: &'static str, revision: u64, nodes: Vec<NodeView>) -> Self {
+    fn new(
+        backend: &'static str,
+        revision: u64,
+        nodes: Vec<NodeView>,
+        acme_leader: Option<String>,
+    ) -> Self {
         let live = nodes.iter().filter(|n| n.live).count();
         let applied = nodes.iter().filter(|n| n.live && n.applied_latest).count();
         NodesView {
@@ -362,6 +372,7 @@ impl NodesView {
             revision,
             applied,
             live,
+            acme_leader,
             nodes,
         }
     }

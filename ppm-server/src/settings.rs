@@ -124,6 +124,13 @@ pub struct Settings {
     #[arg(long, env = "PPM_ACME_EAB_HMAC", hide_env_values = true)]
     pub acme_eab_hmac: Option<String>,
 
+    /// With several nodes on one PostgreSQL database: seconds the ACME
+    /// leader lease lasts. One node runs orders and renewals, renewing the
+    /// lease every third of this; when it dies, another node takes over
+    /// within this plus a third.
+    #[arg(long, env = "PPM_ACME_LEASE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub acme_lease: u64,
+
     /// Seconds before the first retry of a failed ACME order; doubled per
     /// failure, at most a day.
     #[arg(long, env = "PPM_ACME_RETRY_BASE", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]

@@ -246,9 +246,9 @@ impl Ppm {
             .env("PPM_ADMIN_PASSWORD", ADMIN_PW)
             .env("PPM_ACME_DIRECTORY", pebble.directory())
             .env("PPM_ACME_CA_ROOTS", &pebble.ca)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+            .env("RUST_LOG", "info");
+        let out = std::fs::File::create(&log).unwrap();
+        cmd.stdout(out.try_clone().unwrap()).stderr(out);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -895,4 +895,139 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// A fresh database on the server named by `PPM_TEST_POSTGRES_URL`, or
+/// `None` (with the reason printed) without one.
+async fn pg_database(test: &str) -> Option<(String, String, String)> {
+    let Ok(admin) = std::env::var("PPM_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "skipped {test}: PPM_TEST_POSTGRES_URL is not set, so there is no PostgreSQL \
+             server to test against (.ci/run sets it)"
+        );
+        return None;
+    };
+    let name = format!("ppm_acme_{}_{}", std::process::id(), tcp_ports(1)[0]);
+    pg_exec(&admin, &format!("CREATE DATABASE {name}")).await;
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    Some((admin, name, url))
+}
+
+async fn pg_exec(url: &str, sql: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+}
+
+/// Reads `GET /api/cluster/nodes` on `node` until its `acme_leader` is
+/// `leader` (or fails after `within`); returns how long that took.
+async fn wait_leader(node: &Ppm, token: &str, leader: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let r = node.call("GET", "/api/cluster/nodes", token, None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        if r.json()["acme_leader"] == leader {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "{leader} did not become the ACME leader within {within:?}: {}",
+            r.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_one_leader_orders_and_a_follower_answers_the_challenge() {
+    if !have_pebble() {
+        return;
+    }
+    let test = "on_postgres_one_leader_orders_and_a_follower_answers_the_challenge";
+    let Some((admin, db_name, url)) = pg_database(test).await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = tcp_ports(2);
+    let (a_http, b_http) = (ports[0], ports[1]);
+    // The CA reaches node b only.
+    let pebble = Pebble::start(&tmp.path().join("pebble"), b_http, false).await;
+    let env = |id: &'static str| {
+        [
+            ("PPM_DATABASE_URL", url.clone()),
+            ("PPM_NODE_ID", id.to_owned()),
+            ("PPM_NODE_HEARTBEAT", "1".to_owned()),
+            ("PPM_ACME_LEASE", "3".to_owned()),
+        ]
+    };
+    let env_a = env("a");
+    let env_a: Vec<(&str, &str)> = env_a.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a_dir = tmp.path().join("a");
+    std::fs::create_dir_all(&a_dir).unwrap();
+    let a = Ppm::start(&a_dir, a_http, &pebble, &env_a).await;
+    let token = a.token().await;
+    wait_leader(&a, &token, "a", Duration::from_secs(10)).await;
+    let env_b = env("b");
+    let env_b: Vec<(&str, &str)> = env_b.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let b_dir = tmp.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let b = Ppm::start(&b_dir, b_http, &pebble, &env_b).await;
+    wait_leader(&b, &token, "a", Duration::from_secs(10)).await;
+
+    // Ordered through b's API, run by the leader a, validated by the CA
+    // against b: b answers the token a published.
+    let r = b
+        .call(
+            "POST",
+            "/api/certificates",
+            &token,
+            Some(json!({"source": "acme", "domain_names": ["one.test"], "challenge": "http-01"})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let one = r.json()["id"].as_i64().unwrap();
+    let issued = b
+        .wait_status(&token, one, "issued", Duration::from_secs(60))
+        .await;
+    assert!(!chain_of(&issued).is_empty());
+    assert!(a.log_text().contains("ACME: ordering"), "a ran the order");
+    assert!(!b.log_text().contains("ACME: ordering"), "b did not");
+    // Every node serves the issued certificate (the normal revision path).
+    a.wait_status(&token, one, "issued", Duration::from_secs(5))
+        .await;
+    let root = pebble.root();
+    for node in [&a, &b] {
+        if let Some(leaf) = node.served("one.test", &root) {
+            assert_eq!(san_names(&leaf), ["one.test"]);
+        }
+    }
+
+    // The leader dies: b takes the lease over within the lease lifetime
+    // and a third (3 s + 1 s), plus a poll.
+    drop(a);
+    let took = wait_leader(&b, &token, "b", Duration::from_secs(15)).await;
+    eprintln!("ACME lease moved from a killed leader to b after {took:?} (lease 3 s)");
+    let r = b
+        .call(
+            "POST",
+            "/api/certificates",
+            &token,
+            Some(json!({"source": "acme", "domain_names": ["two.test"], "challenge": "http-01"})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let two = r.json()["id"].as_i64().unwrap();
+    b.wait_status(&token, two, "issued", Duration::from_secs(60))
+        .await;
+    assert!(b.log_text().contains("ACME: ordering"), "b ran the order");
+    drop(b);
+    pg_exec(
+        &admin,
+        &format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"),
+    )
+    .await;
 }

@@ -178,7 +178,7 @@ macro_rules! order_columns {
     };
 }
 
-/// What [`SqliteStore::delete_dns_provider`] did.
+/// What `delete_dns_provider` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DnsProviderDeletion {
@@ -190,7 +190,11 @@ pub enum DnsProviderDeletion {
     InUse(Id),
 }
 
-impl SqliteStore {
+/// The ACME record methods, on each backend with the same SQL (`$n`
+/// placeholders, `ON CONFLICT`, `RETURNING`: both dialects have them).
+macro_rules! acme_records {
+    ($store:ty, $read:ident, $write:ident) => {
+impl $store {
     /// The account for a directory, contact email and EAB key id, if one was
     /// stored.
     pub async fn acme_account(
@@ -201,12 +205,12 @@ impl SqliteStore {
     ) -> Result<Option<AcmeAccount>, WriteError> {
         Ok(sqlx::query_as(
             "SELECT id, directory_url, email, eab_key_id, credentials, created_at
-             FROM acme_accounts WHERE directory_url = ?1 AND email = ?2 AND eab_key_id = ?3",
+             FROM acme_accounts WHERE directory_url = $1 AND email = $2 AND eab_key_id = $3",
         )
         .bind(directory_url)
         .bind(email)
         .bind(eab_key_id)
-        .fetch_optional(self.read_pool())
+        .fetch_optional(self.$read())
         .await?)
     }
 
@@ -222,7 +226,7 @@ impl SqliteStore {
     ) -> Result<AcmeAccount, WriteError> {
         sqlx::query(
             "INSERT INTO acme_accounts (directory_url, email, eab_key_id, credentials, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (directory_url, email, eab_key_id) DO NOTHING",
         )
         .bind(directory_url)
@@ -230,16 +234,16 @@ impl SqliteStore {
         .bind(eab_key_id)
         .bind(credentials)
         .bind(timestamp())
-        .execute(self.write_pool())
+        .execute(self.$write())
         .await?;
         Ok(sqlx::query_as(
             "SELECT id, directory_url, email, eab_key_id, credentials, created_at
-             FROM acme_accounts WHERE directory_url = ?1 AND email = ?2 AND eab_key_id = ?3",
+             FROM acme_accounts WHERE directory_url = $1 AND email = $2 AND eab_key_id = $3",
         )
         .bind(directory_url)
         .bind(email)
         .bind(eab_key_id)
-        .fetch_one(self.write_pool())
+        .fetch_one(self.$write())
         .await?)
     }
 
@@ -252,7 +256,7 @@ impl SqliteStore {
             "INSERT INTO acme_orders (",
             order_columns!(),
             ")
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (certificate_id) DO UPDATE SET
                 domain_names = excluded.domain_names, challenge = excluded.challenge,
                 dns_provider_id = excluded.dns_provider_id, status = excluded.status,
@@ -275,7 +279,7 @@ impl SqliteStore {
         .bind(order.renew_at)
         .bind(order.issued_at)
         .bind(timestamp())
-        .fetch_one(self.write_pool())
+        .fetch_one(self.$write())
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(d) if d.is_check_violation() => {
@@ -291,10 +295,10 @@ impl SqliteStore {
         let row: Option<OrderRow> = sqlx::query_as(concat!(
             "SELECT ",
             order_columns!(),
-            " FROM acme_orders WHERE certificate_id = ?1"
+            " FROM acme_orders WHERE certificate_id = $1"
         ))
         .bind(certificate_id)
-        .fetch_optional(self.read_pool())
+        .fetch_optional(self.$read())
         .await?;
         row.map(AcmeOrder::try_from).transpose()
     }
@@ -306,7 +310,7 @@ impl SqliteStore {
             order_columns!(),
             " FROM acme_orders ORDER BY certificate_id"
         ))
-        .fetch_all(self.read_pool())
+        .fetch_all(self.$read())
         .await?;
         rows.into_iter().map(AcmeOrder::try_from).collect()
     }
@@ -314,9 +318,9 @@ impl SqliteStore {
     /// Deletes the order record of a certificate; `false` when there was
     /// none.
     pub async fn delete_acme_order(&self, certificate_id: Id) -> Result<bool, WriteError> {
-        let done = sqlx::query("DELETE FROM acme_orders WHERE certificate_id = ?1")
+        let done = sqlx::query("DELETE FROM acme_orders WHERE certificate_id = $1")
             .bind(certificate_id)
-            .execute(self.write_pool())
+            .execute(self.$write())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -331,7 +335,7 @@ impl SqliteStore {
         sqlx::query_as(
             "INSERT INTO acme_dns_providers (name, kind, spec, propagation_seconds, created_at,
                 updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             VALUES ($1, $2, $3, $4, $5, $5)
              RETURNING id, name, kind, spec, propagation_seconds, created_at, updated_at",
         )
         .bind(&p.name)
@@ -339,7 +343,7 @@ impl SqliteStore {
         .bind(&p.spec)
         .bind(p.propagation_seconds)
         .bind(now)
-        .fetch_one(self.write_pool())
+        .fetch_one(self.$write())
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -358,8 +362,8 @@ impl SqliteStore {
     ) -> Result<Option<DnsProviderRecord>, WriteError> {
         let row: Option<DnsProviderRecord> = sqlx::query_as(
             "UPDATE acme_dns_providers
-             SET name = ?2, kind = ?3, spec = ?4, propagation_seconds = ?5, updated_at = ?6
-             WHERE id = ?1
+             SET name = $2, kind = $3, spec = $4, propagation_seconds = $5, updated_at = $6
+             WHERE id = $1
              RETURNING id, name, kind, spec, propagation_seconds, created_at, updated_at",
         )
         .bind(p.id)
@@ -368,7 +372,7 @@ impl SqliteStore {
         .bind(&p.spec)
         .bind(p.propagation_seconds)
         .bind(timestamp())
-        .fetch_optional(self.write_pool())
+        .fetch_optional(self.$write())
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -384,10 +388,10 @@ impl SqliteStore {
     pub async fn dns_provider(&self, id: Id) -> Result<Option<DnsProviderRecord>, WriteError> {
         let row: Option<DnsProviderRecord> = sqlx::query_as(
             "SELECT id, name, kind, spec, propagation_seconds, created_at, updated_at
-             FROM acme_dns_providers WHERE id = ?1",
+             FROM acme_dns_providers WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(self.read_pool())
+        .fetch_optional(self.$read())
         .await?;
         Ok(row)
     }
@@ -398,24 +402,24 @@ impl SqliteStore {
             "SELECT id, name, kind, spec, propagation_seconds, created_at, updated_at
              FROM acme_dns_providers ORDER BY id",
         )
-        .fetch_all(self.read_pool())
+        .fetch_all(self.$read())
         .await?)
     }
 
     /// Deletes a DNS provider unless an order uses it.
     pub async fn delete_dns_provider(&self, id: Id) -> Result<DnsProviderDeletion, WriteError> {
         let user: Option<Id> = sqlx::query_scalar(
-            "SELECT certificate_id FROM acme_orders WHERE dns_provider_id = ?1 LIMIT 1",
+            "SELECT certificate_id FROM acme_orders WHERE dns_provider_id = $1 LIMIT 1",
         )
         .bind(id)
-        .fetch_optional(self.write_pool())
+        .fetch_optional(self.$write())
         .await?;
         if let Some(cert) = user {
             return Ok(DnsProviderDeletion::InUse(cert));
         }
-        let done = sqlx::query("DELETE FROM acme_dns_providers WHERE id = ?1")
+        let done = sqlx::query("DELETE FROM acme_dns_providers WHERE id = $1")
             .bind(id)
-            .execute(self.write_pool())
+            .execute(self.$write())
             .await?;
         Ok(if done.rows_affected() == 0 {
             DnsProviderDeletion::NotFound
@@ -428,7 +432,7 @@ impl SqliteStore {
     pub async fn acme_settings(&self) -> Result<Vec<(String, String)>, WriteError> {
         Ok(
             sqlx::query_as("SELECT name, value FROM acme_settings ORDER BY name")
-                .fetch_all(self.read_pool())
+                .fetch_all(self.$read())
                 .await?,
         )
     }
@@ -438,12 +442,12 @@ impl SqliteStore {
         &self,
         values: &[(String, String)],
     ) -> Result<(), WriteError> {
-        let mut tx = self.write_pool().begin().await?;
+        let mut tx = self.$write().begin().await?;
         sqlx::query("DELETE FROM acme_settings")
             .execute(&mut *tx)
             .await?;
         for (k, v) in values {
-            sqlx::query("INSERT INTO acme_settings (name, value) VALUES (?1, ?2)")
+            sqlx::query("INSERT INTO acme_settings (name, value) VALUES ($1, $2)")
                 .bind(k)
                 .bind(v)
                 .execute(&mut *tx)
@@ -451,6 +455,235 @@ impl SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+    };
+}
+
+acme_records!(SqliteStore, read_pool, write_pool);
+#[cfg(feature = "postgres")]
+acme_records!(crate::postgres::PostgresStore, pool, pool);
+
+/// The database's clock in unix ms, in SQL.
+#[cfg(feature = "postgres")]
+macro_rules! pg_now_ms {
+    () => {
+        "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT"
+    };
+}
+
+/// A pending HTTP-01 challenge as stored for every node.
+#[cfg(feature = "postgres")]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[non_exhaustive]
+pub struct StoredToken {
+    /// The challenge token (the last path segment the CA asks for).
+    pub token: String,
+    /// The answer.
+    pub key_authorization: String,
+    /// Increases with every publication.
+    pub serial: i64,
+}
+
+#[cfg(feature = "postgres")]
+impl crate::postgres::PostgresStore {
+    /// Takes the lease `name` for `holder` for `ttl_ms` milliseconds (by the
+    /// database's clock), or renews it when `holder` has it. Returns
+    /// whether `holder` holds it now: `false` while another holder's lease
+    /// has not expired.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<bool, WriteError> {
+        let got: Option<String> = sqlx::query_scalar(concat!(
+            "INSERT INTO cluster_leases (name, holder, expires_at) VALUES ($1, $2, ",
+            pg_now_ms!(),
+            " + $3)
+             ON CONFLICT (name) DO UPDATE
+                SET holder = excluded.holder, expires_at = excluded.expires_at
+                WHERE cluster_leases.holder = excluded.holder
+                   OR cluster_leases.expires_at < ",
+            pg_now_ms!(),
+            " RETURNING holder"
+        ))
+        .bind(name)
+        .bind(holder)
+        .bind(ttl_ms)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(got.as_deref() == Some(holder))
+    }
+
+    /// Gives the lease `name` up if `holder` has it, so another node can
+    /// take it at once.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), WriteError> {
+        sqlx::query("DELETE FROM cluster_leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Who holds the lease `name` now, if anyone (an expired lease is held
+    /// by no one).
+    pub async fn lease_holder(&self, name: &str) -> Result<Option<String>, WriteError> {
+        Ok(sqlx::query_scalar(concat!(
+            "SELECT holder FROM cluster_leases WHERE name = $1 AND expires_at >= ",
+            pg_now_ms!()
+        ))
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Publishes an HTTP-01 answer for every node; returns its serial.
+    pub async fn publish_http01_token(
+        &self,
+        token: &str,
+        key_authorization: &str,
+    ) -> Result<i64, WriteError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO acme_http01_tokens (token, key_authorization) VALUES ($1, $2)
+             ON CONFLICT (token) DO UPDATE
+                SET key_authorization = excluded.key_authorization,
+                    serial = nextval(pg_get_serial_sequence('acme_http01_tokens', 'serial'))
+             RETURNING serial",
+        )
+        .bind(token)
+        .bind(key_authorization)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Withdraws an HTTP-01 answer from every node.
+    pub async fn withdraw_http01_token(&self, token: &str) -> Result<(), WriteError> {
+        sqlx::query("DELETE FROM acme_http01_tokens WHERE token = $1")
+            .bind(token)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Every pending HTTP-01 answer.
+    pub async fn http01_tokens(&self) -> Result<Vec<StoredToken>, WriteError> {
+        Ok(sqlx::query_as(
+            "SELECT token, key_authorization, serial FROM acme_http01_tokens ORDER BY serial",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Records that node `node_id` serves the HTTP-01 answers up to
+    /// `serial`.
+    pub async fn http01_tokens_loaded(&self, node_id: &str, serial: i64) -> Result<(), WriteError> {
+        sqlx::query(
+            "UPDATE cluster_nodes SET acme_tokens_loaded = GREATEST(acme_tokens_loaded, $2)
+             WHERE id = $1",
+        )
+        .bind(node_id)
+        .bind(serial)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// How many nodes other than `node_id`, seen within `live_ms`, have not
+    /// loaded the HTTP-01 answer with `serial` yet.
+    pub async fn http01_tokens_lagging(
+        &self,
+        node_id: &str,
+        serial: i64,
+        live_ms: i64,
+    ) -> Result<i64, WriteError> {
+        Ok(sqlx::query_scalar(concat!(
+            "SELECT COUNT(*) FROM cluster_nodes
+             WHERE id <> $1 AND acme_tokens_loaded < $2 AND last_seen >= ",
+            pg_now_ms!(),
+            " - $3"
+        ))
+        .bind(node_id)
+        .bind(serial)
+        .bind(live_ms)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Keeps this node's answers to HTTP-01 challenges equal to the ones in
+    /// the database: calls `apply` with every pending token when the
+    /// database announces a change (and every `safety_poll`, and after a
+    /// reconnection), then records for node `node_id` the newest serial
+    /// loaded. Runs until the store is closed or the task is aborted.
+    pub fn sync_http01_tokens(
+        &self,
+        node_id: String,
+        safety_poll: std::time::Duration,
+        apply: impl Fn(&[StoredToken]) + Send + Sync + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut warned = false;
+            loop {
+                if store.pool().is_closed() {
+                    return;
+                }
+                let channel = match sqlx::query_scalar::<_, String>("SELECT current_schema()")
+                    .fetch_one(store.pool())
+                    .await
+                {
+                    Ok(schema) => format!("ppm_acme_tokens.{schema}"),
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!(error = %e, "ACME: watching challenge tokens failed; retrying");
+                            warned = true;
+                        }
+                        tokio::time::sleep(safety_poll).await;
+                        continue;
+                    }
+                };
+                let listener = async {
+                    let mut l = sqlx::postgres::PgListener::connect_with(store.pool()).await?;
+                    l.eager_reconnect(false);
+                    l.listen(&channel).await?;
+                    Ok::<_, sqlx::Error>(l)
+                }
+                .await;
+                let mut listener = match listener {
+                    Ok(l) => l,
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!(error = %e, "ACME: watching challenge tokens failed; retrying");
+                            warned = true;
+                        }
+                        tokio::time::sleep(safety_poll).await;
+                        continue;
+                    }
+                };
+                warned = false;
+                loop {
+                    match store.http01_tokens().await {
+                        Ok(tokens) => {
+                            apply(&tokens);
+                            if let Some(max) = tokens.iter().map(|t| t.serial).max() {
+                                if let Err(e) = store.http01_tokens_loaded(&node_id, max).await {
+                                    tracing::debug!(error = %e, "ACME: recording loaded tokens failed");
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "ACME: reading challenge tokens failed");
+                        }
+                    }
+                    match tokio::time::timeout(safety_poll, listener.try_recv()).await {
+                        Err(_) | Ok(Ok(Some(_))) => {}
+                        Ok(Ok(None)) | Ok(Err(_)) => break,
+                    }
+                }
+                tokio::time::sleep(safety_poll.min(std::time::Duration::from_millis(500))).await;
+            }
+        })
     }
 }
 

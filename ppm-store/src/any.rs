@@ -8,6 +8,7 @@ use ppm_core::error::StoreError;
 use ppm_core::store::{ChangeSignal, ConfigStore, Snapshot};
 
 use crate::accounts::{AccountStore, ApiToken, AuditEntry, NewUser, User};
+use crate::acme::{AcmeAccount, AcmeOrder, DnsProviderDeletion, DnsProviderRecord};
 use crate::error::{OpenError, WriteError};
 use crate::model::{
     Committed, Entity, EntityKind, ExportDocument, RevisionChanges, RevisionInfo, WriteContext,
@@ -314,6 +315,50 @@ accounts! {
     fn list_audit(&self, before_id: Option<Id>, limit: u32) -> Vec<AuditEntry>;
     /// A server-wide secret by name, created from `init` on first use.
     fn server_secret(&self, name: &str, init: &str) -> String;
+}
+
+/// Methods both backends have with the same signature, inherent on
+/// [`AnyStore`] too.
+macro_rules! inherent {
+    ($( $(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )*) => {
+        impl AnyStore {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> Result<$ret, WriteError> {
+                    on_backend!(self, s => s.$name($($arg),*).await)
+                }
+            )*
+        }
+    };
+}
+
+inherent! {
+    /// The ACME account for a directory, contact email and EAB key id.
+    fn acme_account(&self, directory_url: &str, email: &str, eab_key_id: &str) -> Option<AcmeAccount>;
+    /// Stores an ACME account unless one exists; returns the stored one.
+    fn save_acme_account(&self, directory_url: &str, email: &str, eab_key_id: &str, credentials: &str) -> AcmeAccount;
+    /// Creates or replaces an order record.
+    fn save_acme_order(&self, order: &AcmeOrder) -> AcmeOrder;
+    /// The order record of a certificate.
+    fn acme_order(&self, certificate_id: Id) -> Option<AcmeOrder>;
+    /// Every order record, by certificate id.
+    fn list_acme_orders(&self) -> Vec<AcmeOrder>;
+    /// Deletes the order record of a certificate.
+    fn delete_acme_order(&self, certificate_id: Id) -> bool;
+    /// Stores a new DNS provider.
+    fn create_dns_provider(&self, p: &DnsProviderRecord) -> DnsProviderRecord;
+    /// Replaces a DNS provider.
+    fn update_dns_provider(&self, p: &DnsProviderRecord) -> Option<DnsProviderRecord>;
+    /// One DNS provider.
+    fn dns_provider(&self, id: Id) -> Option<DnsProviderRecord>;
+    /// Every DNS provider, by id.
+    fn list_dns_providers(&self) -> Vec<DnsProviderRecord>;
+    /// Deletes a DNS provider unless an order uses it.
+    fn delete_dns_provider(&self, id: Id) -> DnsProviderDeletion;
+    /// ACME settings set at run time.
+    fn acme_settings(&self) -> Vec<(String, String)>;
+    /// Replaces the run-time ACME settings.
+    fn replace_acme_settings(&self, values: &[(String, String)]) -> ();
 }
 
 #[cfg(test)]

@@ -1492,3 +1492,171 @@ async fn postgres_concurrent_writers_serialise() {
     })
     .await;
 }
+
+/// A running store refuses config writes once a newer ppm migrated the
+/// database, instead of writing with an older idea of the tables.
+#[tokio::test]
+async fn postgres_refuses_writes_after_a_newer_migration() {
+    let Some(pg) = Postgres::from_env("postgres_refuses_writes_after_a_newer_migration") else {
+        return;
+    };
+    run(pg, |pg: Arc<Postgres>| async move {
+        let store = pg.fresh().await;
+        store
+            .create_proxy_host(&ctx(), ProxyHost::new(["before.example"], vec![]))
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (99990001, 'from the future', TRUE, '\\x00', 0)",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let err = store
+            .create_proxy_host(&ctx(), ProxyHost::new(["after.example"], vec![]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WriteError::NewerSchema {
+                    found: 99990001,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("upgrade this node"), "{err}");
+        // Reads keep working: the node keeps serving what it has.
+        assert_eq!(store.load().await.unwrap().config.proxy_hosts.len(), 1);
+    })
+    .await;
+}
+
+/// ACME records on PostgreSQL (the SQL shared with SQLite), the leader
+/// lease, shared HTTP-01 tokens and node reports.
+#[tokio::test]
+async fn postgres_acme_records_leases_tokens_and_nodes() {
+    use ppm_store::acme::{AcmeOrder, DnsProviderDeletion, DnsProviderRecord};
+    use ppm_store::nodes::NodeRecord;
+    let Some(pg) = Postgres::from_env("postgres_acme_records_leases_tokens_and_nodes") else {
+        return;
+    };
+    run(pg, |pg: Arc<Postgres>| async move {
+        let a = pg.fresh().await;
+        let b = pg.peer(&a).await;
+
+        // Records: the first stored account wins, orders round-trip, a
+        // provider in use is kept, settings replace as a whole.
+        let first = a
+            .save_acme_account("https://ca/dir", "", "", "{\"a\":1}")
+            .await
+            .unwrap();
+        let second = b
+            .save_acme_account("https://ca/dir", "", "", "{\"b\":2}")
+            .await
+            .unwrap();
+        assert_eq!(first, second);
+        let p = a
+            .create_dns_provider(&DnsProviderRecord::new("cf", "cloudflare", "{}", 10))
+            .await
+            .unwrap();
+        let dup = a
+            .create_dns_provider(&DnsProviderRecord::new("cf", "command", "{}", 0))
+            .await
+            .unwrap_err();
+        assert!(matches!(dup, WriteError::Invalid(_)), "{dup:?}");
+        let mut o = AcmeOrder::new(7, vec!["*.b.test".into()], "dns-01", Some(p.id));
+        a.save_acme_order(&o).await.unwrap();
+        o.status = "failed".into();
+        o.attempts = 2;
+        a.save_acme_order(&o).await.unwrap();
+        assert_eq!(b.acme_order(7).await.unwrap().unwrap().attempts, 2);
+        o.status = "nonsense".into();
+        assert!(a.save_acme_order(&o).await.is_err());
+        assert_eq!(
+            b.delete_dns_provider(p.id).await.unwrap(),
+            DnsProviderDeletion::InUse(7)
+        );
+        assert!(a.delete_acme_order(7).await.unwrap());
+        assert_eq!(
+            b.delete_dns_provider(p.id).await.unwrap(),
+            DnsProviderDeletion::Deleted
+        );
+        a.replace_acme_settings(&[("email".into(), "a@b.test".into())])
+            .await
+            .unwrap();
+        assert_eq!(
+            b.acme_settings().await.unwrap(),
+            vec![("email".to_string(), "a@b.test".to_string())]
+        );
+
+        // The lease: one holder at a time; the holder renews it; another
+        // takes it once it expired or was released.
+        assert!(a.acquire_lease("acme", "node-a", 60_000).await.unwrap());
+        assert!(!b.acquire_lease("acme", "node-b", 60_000).await.unwrap());
+        assert!(a.acquire_lease("acme", "node-a", 300).await.unwrap());
+        assert_eq!(
+            b.lease_holder("acme").await.unwrap().as_deref(),
+            Some("node-a")
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !b.acquire_lease("acme", "node-b", 60_000).await.unwrap() {
+            assert!(
+                Instant::now() < deadline,
+                "the expired lease was never taken"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!a.acquire_lease("acme", "node-a", 60_000).await.unwrap());
+        b.release_lease("acme", "node-b").await.unwrap();
+        assert_eq!(a.lease_holder("acme").await.unwrap(), None);
+        assert!(a.acquire_lease("acme", "node-a", 60_000).await.unwrap());
+
+        // Nodes and tokens: a node that loaded a token is not waited for.
+        a.report_node(&NodeRecord::new("node-a", "1", 1, vec![]), true)
+            .await
+            .unwrap();
+        b.report_node(
+            &NodeRecord::new("node-b", "1", 0, vec!["api x".into()]),
+            true,
+        )
+        .await
+        .unwrap();
+        let list = b.nodes().await.unwrap();
+        assert_eq!(list.nodes.len(), 2);
+        assert_eq!(list.nodes[1].listeners, ["api x"]);
+        let serial = a.publish_http01_token("tok", "tok.key").await.unwrap();
+        assert_eq!(
+            a.http01_tokens_lagging("node-a", serial, 60_000)
+                .await
+                .unwrap(),
+            1
+        );
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let sync = b.sync_http01_tokens("node-b".into(), Duration::from_secs(5), move |t| {
+            *sink.lock().unwrap() = t.iter().map(|t| t.token.clone()).collect();
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while a
+            .http01_tokens_lagging("node-a", serial, 60_000)
+            .await
+            .unwrap()
+            != 0
+        {
+            assert!(Instant::now() < deadline, "node-b never loaded the token");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(*seen.lock().unwrap(), ["tok"]);
+        a.withdraw_http01_token("tok").await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !seen.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "node-b never dropped the token");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sync.abort();
+    })
+    .await;
+}

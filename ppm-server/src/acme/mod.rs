@@ -21,6 +21,8 @@
 
 pub mod api;
 pub mod client;
+#[cfg(feature = "postgres")]
+pub mod cluster;
 pub mod dns;
 
 use std::collections::{HashMap, HashSet};
@@ -40,7 +42,7 @@ use ppm_core::store::ConfigStore;
 use ppm_filters::AcmeTokens;
 use ppm_store::accounts::AuditEntry;
 use ppm_store::acme::AcmeOrder;
-use ppm_store::{AnyStore, ConfigWriter, Entity, SqliteStore, WriteContext};
+use ppm_store::{AnyStore, ConfigWriter, Entity, WriteContext};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -85,6 +87,23 @@ impl Http01Tokens for AcmeTokens {
 pub trait OrderLease: Send + Sync + 'static {
     /// Asked before each round of orders.
     async fn may_run_orders(&self) -> bool;
+
+    /// How soon to ask again after [`may_run_orders`](Self::may_run_orders)
+    /// said no. Default 30 s.
+    fn retry_after(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+
+    /// Called once when the manager stops, so another node can take over at
+    /// once. Default: nothing.
+    async fn release(&self) {}
+
+    /// How often the order records are reread even when nothing woke the
+    /// manager: other processes (cluster nodes taking API requests) add
+    /// orders this one is not told about. Default: never.
+    fn poll_every(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// The lease of a single process: always granted.
@@ -341,7 +360,6 @@ type AccountKey = (String, String, String, Option<PathBuf>);
 /// docs.
 pub struct AcmeManager {
     store: Arc<AnyStore>,
-    records: Option<SqliteStore>,
     engine: EngineHandle,
     write_lock: Arc<tokio::sync::Mutex<()>>,
     tokens: Arc<dyn Http01Tokens>,
@@ -376,14 +394,8 @@ impl AcmeManager {
         defaults: AcmeSettings,
         options: AcmeOptions,
     ) -> Self {
-        let records = match &*store {
-            AnyStore::Sqlite(s) => Some(s.clone()),
-            #[allow(unreachable_patterns)]
-            _ => None,
-        };
         AcmeManager {
             store,
-            records,
             engine,
             write_lock,
             tokens,
@@ -399,12 +411,8 @@ impl AcmeManager {
 
     /// Loads the order states the API shows (at startup).
     pub async fn load_statuses(&self) -> Result<(), String> {
-        // Without ACME records (the PostgreSQL backend) there is nothing
-        // to load; the ACME endpoints answer 503 there instead.
-        let Some(records) = self.records.as_ref() else {
-            return Ok(());
-        };
-        let orders = records
+        let orders = self
+            .store
             .list_acme_orders()
             .await
             .map_err(|e| format!("reading ACME orders: {e}"))?;
@@ -415,6 +423,18 @@ impl AcmeManager {
             }
         }
         Ok(())
+    }
+
+    /// Rereads the order states when other nodes may have changed them (on
+    /// PostgreSQL, the leader runs the orders); a no-op on SQLite, where
+    /// this process wrote them all.
+    pub async fn refresh_statuses(&self) {
+        if self.store.as_sqlite().is_some() {
+            return;
+        }
+        if let Err(e) = self.load_statuses().await {
+            tracing::debug!(error = %e, "ACME: rereading the order states failed");
+        }
     }
 
     /// The order state of certificate `id` as last recorded by this
@@ -469,12 +489,11 @@ impl AcmeManager {
         Ok(self.defaults.with_overrides(&overrides))
     }
 
-    /// Where ACME accounts, orders, DNS providers and settings are kept
-    /// (the SQLite store; PostgreSQL deployments do not run ACME yet).
-    pub fn records(&self) -> Result<&SqliteStore, String> {
-        self.records
-            .as_ref()
-            .ok_or_else(|| "ACME certificates need the SQLite store in this version".to_string())
+    /// Where ACME accounts, orders, DNS providers and settings are kept:
+    /// the config store (on PostgreSQL, shared by every node). Never fails
+    /// today; the `Result` leaves room for stores without ACME records.
+    pub fn records(&self) -> Result<&AnyStore, String> {
+        Ok(&self.store)
     }
 
     /// Asks the background task to look at the orders now.
@@ -519,13 +538,20 @@ impl AcmeManager {
         loop {
             let now = tokio::time::Instant::now();
             if now >= next_renew_check {
-                self.check_renewals().await;
-                next_renew_check = now + self.options.renew_check;
+                // A node that may not run orders asks again soon, so the
+                // node taking over checks renewals at once.
+                next_renew_check = now
+                    + if self.check_renewals().await {
+                        self.options.renew_check
+                    } else {
+                        self.lease.retry_after()
+                    };
             }
             let until_due = self.clone().dispatch().await;
             let sleep_for = until_due
                 .unwrap_or(self.options.renew_check)
                 .min(next_renew_check.saturating_duration_since(now))
+                .min(self.lease.poll_every().unwrap_or(Duration::MAX))
                 .max(Duration::from_millis(50));
             tokio::select! {
                 _ = &mut stop => break,
@@ -533,18 +559,24 @@ impl AcmeManager {
                 _ = tokio::time::sleep(sleep_for) => {}
             }
         }
+        self.lease.release().await;
     }
 
-    /// Marks issued certificates due for renewal as pending.
-    async fn check_renewals(&self) {
+    /// Marks issued certificates due for renewal as pending; `false` when
+    /// this process may not run orders now.
+    async fn check_renewals(&self) -> bool {
+        // Only the node that runs orders schedules renewals.
+        if !self.lease.may_run_orders().await {
+            return false;
+        }
         let Ok(records) = self.records() else {
-            return;
+            return true;
         };
         let orders = match records.list_acme_orders().await {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(error = %e, "ACME: reading orders failed");
-                return;
+                return true;
             }
         };
         let now = now_ms();
@@ -558,13 +590,14 @@ impl AcmeManager {
                 }
             }
         }
+        true
     }
 
     /// Starts every due order not already running; returns how long until
     /// the next one is due.
     async fn dispatch(self: Arc<Self>) -> Option<Duration> {
         if !self.lease.may_run_orders().await {
-            return Some(Duration::from_secs(30));
+            return Some(self.lease.retry_after());
         }
         let Ok(records) = self.records() else {
             return None;

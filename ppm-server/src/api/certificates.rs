@@ -359,6 +359,7 @@ pub async fn list(
     auth: Auth,
 ) -> ApiResult<Json<Vec<CertificateView>>> {
     auth.require("certificates", Access::Read)?;
+    state.acme.refresh_statuses().await;
     let config = state.engine_store_config().await?;
     Ok(Json(
         config
@@ -376,6 +377,7 @@ pub async fn get(
     PathParam(id): PathParam<Id>,
 ) -> ApiResult<Json<CertificateView>> {
     auth.require("certificates", Access::Read)?;
+    state.acme.refresh_statuses().await;
     let config = state.engine_store_config().await?;
     let cert = find(&config, id)?;
     Ok(Json(view(&state, &config, cert)))

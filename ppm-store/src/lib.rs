@@ -77,12 +77,14 @@ pub mod accounts;
 pub mod acme;
 mod any;
 mod checkpoint;
+mod codec;
 mod error;
 mod model;
 #[cfg(feature = "postgres")]
 pub mod nodes;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod rules;
 mod sqlite;
 pub mod stats;
 mod writer;

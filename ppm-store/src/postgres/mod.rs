@@ -1,7 +1,6 @@
 //! [`PostgresStore`]: the config in PostgreSQL, shared by many nodes.
 
 mod accounts;
-mod codec;
 mod read;
 mod write;
 
@@ -19,10 +18,11 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolO
 use sqlx::{Postgres, Transaction};
 use tokio::task::JoinHandle;
 
-use self::codec::narrow;
 use self::read::Scope;
 use self::write::Mode;
 use crate::checkpoint::Checkpoints;
+use crate::codec;
+use crate::codec::narrow;
 use crate::error::{backend, OpenError, WriteError};
 use crate::model::{
     Change, Committed, Entity, EntityKind, RevisionChanges, RevisionInfo, WriteContext,

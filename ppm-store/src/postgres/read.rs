@@ -10,7 +10,7 @@ use ppm_core::config::{
 use ppm_core::error::StoreError;
 use sqlx::PgConnection;
 
-use super::codec::{enum_from_str, from_json, narrow};
+use crate::codec::{enum_from_str, from_json, narrow};
 use crate::error::backend;
 use crate::model::EntityKind;
 

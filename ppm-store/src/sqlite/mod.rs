@@ -1,6 +1,5 @@
 //! [`SqliteStore`]: the embedded default store.
 
-mod codec;
 mod read;
 mod write;
 
@@ -23,13 +22,14 @@ use tokio::task::JoinHandle;
 use self::read::Scope;
 use self::write::Mode;
 use crate::checkpoint::Checkpoints;
+use crate::codec;
 use crate::error::{backend, OpenError, WriteError};
 use crate::model::{
     Change, Committed, Entity, EntityKind, RevisionChanges, RevisionInfo, WriteContext,
 };
 use crate::writer::ConfigWriter;
 
-pub(crate) use self::codec::narrow;
+pub(crate) use crate::codec::narrow;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

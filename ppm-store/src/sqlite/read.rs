@@ -15,7 +15,7 @@ use ppm_core::error::StoreError;
 use serde::{Deserialize, Deserializer};
 use sqlx::SqliteConnection;
 
-use super::codec::{enum_from_str, from_json, narrow};
+use crate::codec::{enum_from_str, from_json, narrow};
 use crate::error::backend;
 use crate::model::EntityKind;
 

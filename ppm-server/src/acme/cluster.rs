@@ -30,6 +30,8 @@ pub struct DbLease {
     node: String,
     ttl: Duration,
     held: AtomicBool,
+    /// Set when the manager stopped: the lease is not taken again.
+    stopped: AtomicBool,
 }
 
 impl std::fmt::Debug for DbLease {
@@ -49,6 +51,7 @@ impl DbLease {
             node,
             ttl,
             held: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
         }
     }
 
@@ -58,6 +61,9 @@ impl DbLease {
 
     /// Takes or renews the lease once; returns whether this node holds it.
     async fn try_hold(&self) -> bool {
+        if self.stopped.load(Ordering::Acquire) {
+            return false;
+        }
         let held = match self
             .store
             .acquire_lease(LEASE, &self.node, self.ttl_ms())
@@ -106,6 +112,7 @@ impl OrderLease for DbLease {
     }
 
     async fn release(&self) {
+        self.stopped.store(true, Ordering::Release);
         if self.held.swap(false, Ordering::AcqRel) {
             if let Err(e) = self.store.release_lease(LEASE, &self.node).await {
                 tracing::warn!(error = %e, "ACME: releasing the leader lease failed");
@@ -177,11 +184,17 @@ impl Http01Tokens for DbTokens {
         self.local
             .insert(token, key_authorization)
             .map_err(|e| format!("publishing the HTTP-01 token: {e}"))?;
-        let serial = self
+        let serial = match self
             .store
             .publish_http01_token(token, key_authorization)
             .await
-            .map_err(|e| format!("publishing the HTTP-01 token to the cluster: {e}"))?;
+        {
+            Ok(serial) => serial,
+            Err(e) => {
+                self.local.remove(token);
+                return Err(format!("publishing the HTTP-01 token to the cluster: {e}"));
+            }
+        };
         let live_ms = i64::try_from(self.live.as_millis()).unwrap_or(i64::MAX / 4);
         let deadline = tokio::time::Instant::now() + TOKEN_WAIT;
         loop {

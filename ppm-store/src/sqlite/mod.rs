@@ -181,10 +181,10 @@ impl Inner {
 /// changes' after it.
 async fn history_sizes(conn: &mut SqliteConnection) -> Result<Checkpoints, sqlx::Error> {
     let (last, since): (i64, i64) = sqlx::query_as(
-        "WITH c AS (SELECT revision, length(snapshot) AS size FROM config_history
+        "WITH c AS (SELECT revision, length(CAST(snapshot AS BLOB)) AS size FROM config_history
                     WHERE snapshot IS NOT NULL ORDER BY revision DESC LIMIT 1)
          SELECT COALESCE((SELECT size FROM c), 0),
-                COALESCE((SELECT SUM(length(changes)) FROM config_history
+                COALESCE((SELECT SUM(length(CAST(changes AS BLOB))) FROM config_history
                           WHERE revision > COALESCE((SELECT revision FROM c), 0)), 0)",
     )
     .fetch_one(conn)

@@ -38,7 +38,7 @@ export function EntityPage<T extends { id: number; enabled?: boolean }>({
   toBody?: (value: Json) => Json;
 }) {
   // Entities without an enabled flag have no status column.
-  const hasStatus = useMemo(() => make().enabled !== undefined, [make]);
+  const hasStatus = make().enabled !== undefined;
   const items = useLoad(() => api.get<T[]>(path));
   const [editing, setEditing] = useState<Json | null>(null);
   const [q, setQ] = useState("");

@@ -164,6 +164,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
     let stats = StatsService::new(
         engine.handle(),
         store.clone(),
+        node_id.clone(),
         Duration::from_secs(settings.stats_interval),
         Retention {
             minute_secs: i64::try_from(settings.stats_minute_retention_hours * 3600)
@@ -403,10 +404,8 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     );
     server.run(RunArgs::default());
     // The last counts reach the store, so totals survive the restart.
-    if prepared.stats.series_store().is_some() {
-        if let Err(e) = setup.block_on(prepared.stats.rollup()) {
-            tracing::warn!(error = %e, "the last rollup of the traffic counters failed");
-        }
+    if let Err(e) = setup.block_on(prepared.stats.rollup()) {
+        tracing::warn!(error = %e, "the last rollup of the traffic counters failed");
     }
     tracing::info!("ppm-server stopped");
     drop(prepared);

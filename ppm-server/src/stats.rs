@@ -1,13 +1,14 @@
 //! Traffic statistics: rolls the engine's counters up into the time-series
-//! store, keeps the totals since the database was created, and samples
-//! rates for the summary.
+//! store, reads the totals since the database was created across every
+//! node, and samples rates for the summary.
 //!
 //! Each rollup reads every counter (hosts, upstreams, streams), subtracts
-//! what the previous rollup stored, and adds the difference to the minute,
-//! hour and total rows in one transaction, then prunes rows past their
-//! retention. Rollups run every `--stats-interval` seconds, on
+//! what the previous rollup stored, and adds the difference to this node's
+//! minute, hour and total rows in one transaction, then prunes rows past
+//! their retention. Rollups run every `--stats-interval` seconds, on
 //! `POST /api/stats/rollup`, and once more at shutdown, so the totals
-//! survive a restart.
+//! survive a restart. Every node sharing the database records its own rows
+//! (keyed by its node id); the reads sum them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ppm_core::engine::EngineHandle;
 use ppm_core::stats::Counts;
-use ppm_store::stats::{Retention, StatsRow, StatsStore, SCOPE_HOST, SCOPE_STREAM, SCOPE_UPSTREAM};
+use ppm_store::stats::{
+    NodeTotals, Retention, StatsRow, StatsStore, SCOPE_HOST, SCOPE_STREAM, SCOPE_UPSTREAM,
+};
 use ppm_store::AnyStore;
 
 /// How often the rates of the summary are sampled.
@@ -30,9 +33,11 @@ pub type SeriesKey = (&'static str, String);
 pub struct StatsService {
     engine: EngineHandle,
     store: Arc<AnyStore>,
+    /// This node's id: the rows its rollups add are keyed by it.
+    node_id: String,
     /// Counters as the last successful rollup stored them.
     stored: Mutex<HashMap<SeriesKey, Counts>>,
-    /// Totals in the database when this process started.
+    /// This node's totals in the database when this process started.
     base: Mutex<HashMap<SeriesKey, Counts>>,
     samples: Mutex<VecDeque<(Instant, Counts)>>,
     rollup_lock: tokio::sync::Mutex<()>,
@@ -42,8 +47,11 @@ pub struct StatsService {
 }
 
 /// What one rollup did.
-#[derive(Debug, Clone, Copy, serde::Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct RollupResult {
+    /// The node that rolled up (the one that answered); its rows are keyed
+    /// by this id.
+    pub node_id: String,
     /// The time rows were added at, unix seconds.
     pub ts: i64,
     /// Series that changed since the previous rollup.
@@ -59,29 +67,69 @@ pub fn now_secs() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// One node's share of the totals.
+#[derive(Debug, Clone)]
+pub struct NodeShare {
+    /// The node's id (empty for rows recorded before statistics were kept
+    /// per node).
+    pub node_id: String,
+    /// Whether it is this node.
+    pub this_node: bool,
+    /// Its last rollup, unix seconds; `None` for this node before its
+    /// first rollup.
+    pub last_rollup: Option<i64>,
+    /// Its totals per series.
+    pub series: HashMap<SeriesKey, Counts>,
+}
+
+/// Totals since the statistics began, per node.
+#[derive(Debug, Clone)]
+pub struct ClusterTotals {
+    /// Every node that recorded statistics, by id: what the database holds,
+    /// and for this node its counters up to now.
+    pub nodes: Vec<NodeShare>,
+    /// Whether `nodes` covers every node; false when the database could not
+    /// be read, and `nodes` holds this node alone.
+    pub complete: bool,
+}
+
+impl ClusterTotals {
+    /// Every series summed across nodes.
+    pub fn sum(&self) -> HashMap<SeriesKey, Counts> {
+        let mut out: HashMap<SeriesKey, Counts> = HashMap::new();
+        for n in &self.nodes {
+            for (k, c) in &n.series {
+                let e = out.entry(k.clone()).or_default();
+                *e = e.plus(c);
+            }
+        }
+        out
+    }
+}
+
 impl StatsService {
-    /// Loads the stored totals (when the backend keeps series).
+    /// The service of node `node_id`; loads its stored totals.
     pub async fn new(
         engine: EngineHandle,
         store: Arc<AnyStore>,
+        node_id: String,
         interval: Duration,
         retention: Retention,
     ) -> anyhow::Result<Arc<Self>> {
-        let mut base = HashMap::new();
-        if let Some(s) = store.stats() {
-            let rows = s
-                .totals()
-                .await
-                .map_err(|e| anyhow::anyhow!("reading the traffic totals: {e}"))?;
-            for r in rows {
-                if let Some(scope) = scope_name(&r.scope) {
-                    base.insert((scope, r.key), r.counts);
-                }
-            }
-        }
+        let nodes = store
+            .stats()
+            .totals_by_node()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the traffic totals: {e}"))?;
+        let base = nodes
+            .into_iter()
+            .find(|n| n.node_id == node_id)
+            .map(series_map)
+            .unwrap_or_default();
         Ok(Arc::new(StatsService {
             engine,
             store,
+            node_id,
             stored: Mutex::new(HashMap::new()),
             base: Mutex::new(base),
             samples: Mutex::new(VecDeque::new()),
@@ -97,9 +145,14 @@ impl StatsService {
         &self.engine
     }
 
-    /// The time-series store, `None` on a backend without one.
-    pub fn series_store(&self) -> Option<&dyn StatsStore> {
+    /// The time-series store.
+    pub fn series_store(&self) -> &dyn StatsStore {
         self.store.stats()
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// How long minute rows are kept.
@@ -126,15 +179,83 @@ impl StatsService {
         out
     }
 
-    /// Totals since the database was created: stored totals at startup
-    /// plus this process' counters.
-    pub fn totals(&self) -> HashMap<SeriesKey, Counts> {
-        let mut out = self.base.lock().map(|b| b.clone()).unwrap_or_default();
-        for (k, c) in self.current() {
-            let e = out.entry(k).or_default();
-            *e = e.plus(&c);
+    /// Totals since the statistics began, per node: every node's totals
+    /// in the database, and for this node what it has not rolled up yet
+    /// too, so the sum is exact for this node and as of their last rollup
+    /// for the others. When the database cannot be read, this node alone
+    /// (its totals at startup plus its counters since).
+    pub async fn cluster_totals(&self) -> ClusterTotals {
+        // No rollup may commit between reading the database and reading
+        // what was rolled up, or its counts would be missed or doubled.
+        let _guard = self.rollup_lock.lock().await;
+        let nodes = match self.store.stats().totals_by_node().await {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the traffic totals of every node failed; answering with this node's");
+                let mut series = self.base.lock().map(|b| b.clone()).unwrap_or_default();
+                add_all(&mut series, self.current());
+                return ClusterTotals {
+                    nodes: vec![NodeShare {
+                        node_id: self.node_id.clone(),
+                        this_node: true,
+                        last_rollup: None,
+                        series,
+                    }],
+                    complete: false,
+                };
+            }
+        };
+        let pending = self.pending();
+        let mut out: Vec<NodeShare> = Vec::with_capacity(nodes.len() + 1);
+        let mut me = None;
+        for n in nodes {
+            let this_node = n.node_id == self.node_id;
+            if this_node {
+                me = Some(out.len());
+            }
+            out.push(NodeShare {
+                node_id: n.node_id.clone(),
+                this_node,
+                last_rollup: Some(n.last_rollup),
+                series: series_map(n),
+            });
         }
-        out
+        match me {
+            Some(i) => {
+                if let Some(share) = out.get_mut(i) {
+                    add_all(&mut share.series, pending);
+                }
+            }
+            None => {
+                out.push(NodeShare {
+                    node_id: self.node_id.clone(),
+                    this_node: true,
+                    last_rollup: None,
+                    series: pending,
+                });
+                out.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+            }
+        }
+        ClusterTotals {
+            nodes: out,
+            complete: true,
+        }
+    }
+
+    /// This process' counters that no rollup has stored yet.
+    fn pending(&self) -> HashMap<SeriesKey, Counts> {
+        let previous = self.stored.lock().map(|s| s.clone()).unwrap_or_default();
+        self.current()
+            .into_iter()
+            .map(|(k, c)| {
+                let delta = match previous.get(&k) {
+                    Some(p) => c.since(p),
+                    None => c,
+                };
+                (k, delta)
+            })
+            .filter(|(_, c)| !c.is_zero())
+            .collect()
     }
 
     /// The sum of the host counters of `series`.
@@ -148,11 +269,7 @@ impl StatsService {
     /// Rolls up now. Serialised with the periodic rollups.
     pub async fn rollup(&self) -> Result<RollupResult, ppm_store::WriteError> {
         let _guard = self.rollup_lock.lock().await;
-        let Some(store) = self.store.stats() else {
-            return Err(ppm_store::WriteError::Unavailable(
-                "traffic series are kept only with SQLite".into(),
-            ));
-        };
+        let store = self.store.stats();
         let now = self.current();
         let previous = self.stored.lock().map(|s| s.clone()).unwrap_or_default();
         let rows: Vec<StatsRow> = now
@@ -167,7 +284,7 @@ impl StatsService {
             .filter(|r| !r.counts.is_zero())
             .collect();
         let ts = now_secs();
-        store.add_rollup(ts, &rows).await?;
+        store.add_rollup(&self.node_id, ts, &rows).await?;
         if let Ok(mut s) = self.stored.lock() {
             *s = now;
         }
@@ -175,6 +292,7 @@ impl StatsService {
         self.rollups
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(RollupResult {
+            node_id: self.node_id.clone(),
             ts,
             series: rows.len(),
             pruned,
@@ -225,14 +343,28 @@ impl StatsService {
                 _ = &mut shutdown => break,
                 _ = sample.tick() => self.sample(),
                 _ = rollup.tick() => {
-                    if self.store.stats().is_some() {
-                        if let Err(e) = self.rollup().await {
-                            tracing::warn!(error = %e, "rolling up the traffic counters failed");
-                        }
+                    if let Err(e) = self.rollup().await {
+                        tracing::warn!(error = %e, "rolling up the traffic counters failed");
                     }
                 }
             }
         }
+    }
+}
+
+/// A node's stored totals by series.
+fn series_map(n: NodeTotals) -> HashMap<SeriesKey, Counts> {
+    n.rows
+        .into_iter()
+        .filter_map(|r| Some(((scope_name(&r.scope)?, r.key), r.counts)))
+        .collect()
+}
+
+/// Adds `more` to `into`, series by series.
+fn add_all(into: &mut HashMap<SeriesKey, Counts>, more: HashMap<SeriesKey, Counts>) {
+    for (k, c) in more {
+        let e = into.entry(k).or_default();
+        *e = e.plus(&c);
     }
 }
 

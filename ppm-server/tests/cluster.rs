@@ -356,6 +356,207 @@ async fn three_nodes_converge_within_a_second() {
     db.drop_now().await;
 }
 
+/// Polls `GET /api/stats/summary` on `node` until `done` holds (10 s at
+/// most) and returns the last answer.
+async fn wait_for_summary(node: &Node, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = node.call("GET", "/api/stats/summary", token, None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "the summary never matched: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `(node_id, requests, status_5xx)` of each node in a summary or series.
+fn shares(v: &Value) -> Vec<(String, u64, u64)> {
+    v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node_id"].as_str().unwrap().to_owned(),
+                n["totals"]["requests"].as_u64().unwrap(),
+                n["totals"]["status_5xx"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn shares_of(list: &[(&str, u64, u64)]) -> Vec<(String, u64, u64)> {
+    list.iter()
+        .map(|(n, r, e)| ((*n).to_owned(), *r, *e))
+        .collect()
+}
+
+/// Sends `n` requests to `host` through `node`'s proxy, the last
+/// `errors` of them answered 500 by the upstream.
+async fn load(node: &Node, host: &str, n: usize, errors: usize) {
+    for i in 0..n {
+        let (path, status) = if i >= n - errors {
+            ("/status/500".to_owned(), 500)
+        } else {
+            (format!("/page/{i}"), 200)
+        };
+        let r = send(node.http, "GET", &path, &[("host", host)], b"")
+            .await
+            .unwrap();
+        assert_eq!(r.status, status, "{}", r.text());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_record_statistics_and_every_node_sums_them() {
+    let Some(db) =
+        TestDatabase::create("two_nodes_record_statistics_and_every_node_sums_them").await
+    else {
+        return;
+    };
+    let upstream = EchoUpstream::start("u").await.unwrap();
+    let mut nodes = Vec::new();
+    for id in ["node-a", "node-b"] {
+        // Rollups only when asked, so the test knows what each one holds.
+        let env = [
+            ("PPM_NODE_ID", id),
+            ("PPM_NODE_HEARTBEAT", "1"),
+            ("PPM_STATS_INTERVAL", "3600"),
+        ];
+        nodes.push(Node::start_with(&db.url, &env).await);
+    }
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let token = a.token().await;
+    let r = a
+        .call(
+            "POST",
+            "/api/proxy-hosts",
+            &token,
+            Some(host_body("stats.cluster.test", upstream.port())),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_i64().unwrap();
+    // Both serve the host (without sending requests that would count).
+    wait_for_nodes(a, &token, |v| v["live"] == 2 && v["applied"] == 2).await;
+
+    // 7 requests through node A, 4 through node B (one of them a 500).
+    load(a, "stats.cluster.test", 7, 0).await;
+    load(b, "stats.cluster.test", 4, 1).await;
+    let idle =
+        |n: u64| move |v: &Value| v["since_start"]["requests"] == n && v["active_requests"] == 0;
+    let s = wait_for_summary(a, &token, idle(7)).await;
+    // Before any rollup, A knows only its own counts.
+    assert_eq!(s["node_id"], "node-a");
+    assert_eq!(s["cluster_wide"], true);
+    assert_eq!(s["totals"]["requests"], 7, "{s}");
+    assert_eq!(shares(&s), shares_of(&[("node-a", 7, 0)]), "{s}");
+    assert_eq!(s["nodes"][0]["last_rollup"], Value::Null);
+    wait_for_summary(b, &token, idle(4)).await;
+
+    for (node, name) in [(a, "node-a"), (b, "node-b")] {
+        let r = node.call("POST", "/api/stats/rollup", &token, None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["node_id"], name);
+        assert!(r.json()["series"].as_u64().unwrap() >= 2, "{}", r.text());
+    }
+
+    // Either node answers with the sum and each node's share.
+    let from = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 600;
+    let expected = shares_of(&[("node-a", 7, 0), ("node-b", 4, 1)]);
+    for (node, me) in [(a, 0), (b, 1)] {
+        let r = node
+            .call(
+                "GET",
+                &format!("/api/stats/hosts/{id}?from={from}&step=60"),
+                &token,
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        let points = v["points"].as_array().unwrap();
+        let sum = |field: &str| {
+            points
+                .iter()
+                .map(|p| p[field].as_u64().unwrap())
+                .sum::<u64>()
+        };
+        assert_eq!((sum("requests"), sum("status_5xx")), (11, 1), "{v}");
+        assert_eq!(v["node"], Value::Null);
+        assert_eq!(shares(&v), expected, "{v}");
+        assert_eq!(v["nodes"][me]["this_node"], true, "{v}");
+        assert_eq!(v["nodes"][1 - me]["this_node"], false, "{v}");
+
+        // One node's points.
+        let r = node
+            .call(
+                "GET",
+                &format!("/api/stats/hosts/{id}?from={from}&step=60&node=node-b"),
+                &token,
+                None,
+            )
+            .await;
+        let v = r.json();
+        let sum: u64 = v["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["requests"].as_u64().unwrap())
+            .sum();
+        assert_eq!((sum, v["node"].as_str()), (4, Some("node-b")), "{v}");
+        assert_eq!(shares(&v), expected, "{v}");
+
+        // The upstream's series too.
+        let r = node
+            .call(
+                "GET",
+                &format!(
+                    "/api/stats/upstreams/127.0.0.1:{}?from={from}&step=60",
+                    upstream.port()
+                ),
+                &token,
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(shares(&r.json()), expected, "{}", r.text());
+
+        let s = wait_for_summary(node, &token, |_| true).await;
+        assert_eq!(s["totals"]["requests"], 11, "{s}");
+        assert_eq!(s["totals"]["status_5xx"], 1, "{s}");
+        assert_eq!(s["top_hosts_by_requests"][0]["requests"], 11, "{s}");
+        assert_eq!(s["top_hosts_by_errors"][0]["errors"], 1, "{s}");
+        assert_eq!(shares(&s), expected, "{s}");
+        assert_eq!(s["nodes"][me]["this_node"], true, "{s}");
+        assert!(s["nodes"][0]["last_rollup"].as_i64().unwrap() > 0, "{s}");
+    }
+
+    // Two more through A, not rolled up yet: A counts them at once, B once
+    // A rolls up.
+    load(a, "stats.cluster.test", 2, 0).await;
+    let s = wait_for_summary(a, &token, idle(9)).await;
+    assert_eq!(s["totals"]["requests"], 13, "{s}");
+    assert_eq!(shares(&s), shares_of(&[("node-a", 9, 0), ("node-b", 4, 1)]));
+    let s = wait_for_summary(b, &token, |_| true).await;
+    assert_eq!(s["totals"]["requests"], 11, "{s}");
+    let r = a.call("POST", "/api/stats/rollup", &token, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let s = wait_for_summary(b, &token, |_| true).await;
+    assert_eq!(s["totals"]["requests"], 13, "{s}");
+    assert_eq!(shares(&s), shares_of(&[("node-a", 9, 0), ("node-b", 4, 1)]));
+
+    drop(nodes);
+    db.drop_now().await;
+}
+
 /// Polls `GET /api/cluster/nodes` on `node` until `done` holds (10 s at
 /// most) and returns the last answer.
 async fn wait_for_nodes(node: &Node, token: &str, done: impl Fn(&Value) -> bool) -> Value {

@@ -2243,7 +2243,20 @@ async fn traffic_stats_metrics_and_access_logs() {
     assert_eq!(s["since_start"]["requests"], 0, "{s}");
     assert_eq!(s["totals"]["requests"], 183, "{s}");
     assert_eq!(s["top_hosts_by_requests"][0]["requests"], 180);
+    // One node, this one (its id kept in the data directory), holds them.
+    let me = s["node_id"].as_str().unwrap();
+    assert!(me.starts_with("node-"), "{s}");
+    assert_eq!(s["cluster_wide"], true);
+    assert_eq!(s["nodes"].as_array().unwrap().len(), 1, "{s}");
+    assert_eq!(s["nodes"][0]["node_id"], me);
+    assert_eq!(s["nodes"][0]["this_node"], true);
+    assert_eq!(s["nodes"][0]["totals"]["requests"], 183);
+    assert!(s["nodes"][0]["last_rollup"].as_i64().unwrap() > 0, "{s}");
     assert_eq!(series_sum(&ppm, &token, &series_q).await, 180);
+    let r = ppm.call("GET", &series_q, Some(&token), None).await;
+    let v = r.json();
+    assert_eq!(v["nodes"][0]["node_id"], me, "{v}");
+    assert_eq!(v["nodes"][0]["totals"]["requests"], 180, "{v}");
     let r = ppm.call("GET", "/api/openapi.json", None, None).await;
     let paths = r.json()["paths"].as_object().unwrap().clone();
     for p in [

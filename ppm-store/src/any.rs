@@ -66,6 +66,17 @@ impl DatabaseUrl {
     }
 }
 
+/// Calls the same method on whichever backend `self` holds.
+macro_rules! on_backend {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $call,
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres($s) => $call,
+        }
+    };
+}
+
 impl AnyStore {
     /// Opens the store `url` names, or with `None` the SQLite file
     /// `ppm.db` in `data_dir`.
@@ -118,14 +129,10 @@ impl AnyStore {
         }
     }
 
-    /// The traffic time-series store, when the backend has one (SQLite;
-    /// not PostgreSQL yet).
-    pub fn stats(&self) -> Option<&dyn crate::stats::StatsStore> {
-        match self {
-            AnyStore::Sqlite(s) => Some(s),
-            #[cfg(feature = "postgres")]
-            AnyStore::Postgres(_) => None,
-        }
+    /// The traffic time-series store (every backend keeps the series, per
+    /// node).
+    pub fn stats(&self) -> &dyn crate::stats::StatsStore {
+        on_backend!(self, s => s)
     }
 
     /// The backend's name: `sqlite` or `postgres`.
@@ -145,17 +152,6 @@ impl AnyStore {
             AnyStore::Postgres(s) => s.close().await,
         }
     }
-}
-
-/// Calls the same method on whichever backend `self` holds.
-macro_rules! on_backend {
-    ($self:ident, $s:ident => $call:expr) => {
-        match $self {
-            AnyStore::Sqlite($s) => $call,
-            #[cfg(feature = "postgres")]
-            AnyStore::Postgres($s) => $call,
-        }
-    };
 }
 
 #[async_trait]

@@ -2,15 +2,23 @@
 //! hour, and totals that survive restarts.
 //!
 //! Like [`accounts`](crate::accounts), these are control-plane records, not
-//! config. [`StatsStore`] is the whole interface the server uses, so another
-//! backend implements only it; [`SqliteStore`] implements it (migration
-//! `0004_stats.sql`), the PostgreSQL store does not yet
-//! ([`AnyStore::stats`](crate::AnyStore::stats) answers `None` there).
+//! config. [`StatsStore`] is the whole interface the server uses; both
+//! backends implement it with the same SQL (SQLite migrations `0004` and
+//! `0005`, PostgreSQL migration `0004`).
 //!
-//! A rollup adds counter deltas to the minute row, the hour row and the
-//! total row of each series in one transaction; rows are keyed by scope
-//! (`host`, `upstream`, `stream`), key and start time (unix seconds), so
-//! rolling up twice in a minute adds to the same row.
+//! Statistics are recorded per node: several nodes (ppm-server processes)
+//! share one database, and each adds its own rows, keyed by its node id, so
+//! nodes never write the same row. The reads sum across nodes
+//! ([`series`](StatsStore::series), [`totals`](StatsStore::totals)) or give
+//! each node's share ([`series_by_node`](StatsStore::series_by_node),
+//! [`totals_by_node`](StatsStore::totals_by_node)).
+//!
+//! A rollup adds one node's counter deltas to the minute row, the hour row
+//! and the total row of each series in one transaction; rows are keyed by
+//! scope (`host`, `upstream`, `stream`), key, start time (unix seconds) and
+//! node, so rolling up twice in a minute adds to the same row.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use ppm_core::stats::Counts;
@@ -89,17 +97,56 @@ impl Default for Retention {
     }
 }
 
-/// Storage of the traffic time series.
+/// One node's points of a series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeSeries {
+    /// The node that recorded them (empty for rows recorded before
+    /// statistics were kept per node).
+    pub node_id: String,
+    /// One point per bucket, as [`StatsStore::series`] returns them.
+    pub points: Vec<SeriesPoint>,
+}
+
+/// One node's totals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeTotals {
+    /// The node that recorded them (empty for rows recorded before
+    /// statistics were kept per node).
+    pub node_id: String,
+    /// The node's last rollup that added to any of them, unix seconds.
+    pub last_rollup: i64,
+    /// Its totals per series, by scope and key.
+    pub rows: Vec<StatsRow>,
+}
+
+/// Storage of the traffic time series, recorded per node.
 #[async_trait]
 pub trait StatsStore: Send + Sync {
-    /// Adds counter deltas to the minute containing `ts` (unix seconds),
-    /// its hour, and the totals, in one transaction. Rows whose counters
-    /// are all zero are skipped.
-    async fn add_rollup(&self, ts: i64, rows: &[StatsRow]) -> Result<(), WriteError>;
+    /// Adds node `node_id`'s counter deltas to the minute containing `ts`
+    /// (unix seconds), its hour, and the node's totals, in one transaction.
+    /// Rows whose counters are all zero are skipped.
+    async fn add_rollup(&self, node_id: &str, ts: i64, rows: &[StatsRow])
+        -> Result<(), WriteError>;
 
-    /// The series `scope`/`key` from `from` (inclusive) to `to` (exclusive),
-    /// unix seconds, in buckets of `step` seconds starting at `from`
-    /// rounded down to a multiple of `step`; buckets without rows are zero.
+    /// Each node's points of the series `scope`/`key` from `from`
+    /// (inclusive) to `to` (exclusive), unix seconds, in buckets of `step`
+    /// seconds starting at `from` rounded down to a multiple of `step`;
+    /// buckets without rows are zero. Nodes without rows in the range are
+    /// left out; the nodes are ordered by id.
+    async fn series_by_node(
+        &self,
+        scope: &str,
+        key: &str,
+        resolution: Resolution,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<NodeSeries>, WriteError>;
+
+    /// The series as [`series_by_node`](Self::series_by_node) reads it,
+    /// summed across nodes: one point per bucket.
     async fn series(
         &self,
         scope: &str,
@@ -108,14 +155,67 @@ pub trait StatsStore: Send + Sync {
         from: i64,
         to: i64,
         step: i64,
-    ) -> Result<Vec<SeriesPoint>, WriteError>;
+    ) -> Result<Vec<SeriesPoint>, WriteError> {
+        let nodes = self
+            .series_by_node(scope, key, resolution, from, to, step)
+            .await?;
+        Ok(sum_series(&nodes, from, to, step))
+    }
 
-    /// Totals of every series since the database was created.
-    async fn totals(&self) -> Result<Vec<StatsRow>, WriteError>;
+    /// Each node's totals since the database was created, by node id.
+    async fn totals_by_node(&self) -> Result<Vec<NodeTotals>, WriteError>;
 
-    /// Deletes minute and hour rows older than `retention` allows at `now`
-    /// (unix seconds). Returns the number of rows deleted.
+    /// Totals of every series since the database was created, summed
+    /// across nodes, by scope and key.
+    async fn totals(&self) -> Result<Vec<StatsRow>, WriteError> {
+        Ok(sum_totals(&self.totals_by_node().await?))
+    }
+
+    /// Deletes every node's minute and hour rows older than `retention`
+    /// allows at `now` (unix seconds); totals stay. Returns the number of
+    /// rows deleted.
     async fn prune(&self, now: i64, retention: Retention) -> Result<u64, WriteError>;
+}
+
+/// The buckets of a series from `from` to `to` in steps of `step`: the
+/// start times [`StatsStore::series`] answers with.
+fn buckets(from: i64, to: i64, step: i64) -> impl Iterator<Item = i64> {
+    let step = step.max(1);
+    let start = from - from.rem_euclid(step);
+    (0..)
+        .map(move |i: i64| start.saturating_add(i.saturating_mul(step)))
+        .take_while(move |t| *t < to)
+}
+
+/// Sums each node's points bucket by bucket; the buckets are those of a
+/// series from `from` to `to` in steps of `step`.
+pub fn sum_series(nodes: &[NodeSeries], from: i64, to: i64, step: i64) -> Vec<SeriesPoint> {
+    let mut out: Vec<SeriesPoint> = buckets(from, to, step)
+        .map(|t| SeriesPoint {
+            t,
+            counts: Counts::default(),
+        })
+        .collect();
+    for n in nodes {
+        for (sum, p) in out.iter_mut().zip(&n.points) {
+            sum.counts = sum.counts.plus(&p.counts);
+        }
+    }
+    out
+}
+
+/// Sums each node's totals per scope and key, ordered by scope and key.
+pub fn sum_totals(nodes: &[NodeTotals]) -> Vec<StatsRow> {
+    let mut sums: BTreeMap<(&str, &str), Counts> = BTreeMap::new();
+    for n in nodes {
+        for r in &n.rows {
+            let e = sums.entry((&r.scope, &r.key)).or_default();
+            *e = e.plus(&r.counts);
+        }
+    }
+    sums.into_iter()
+        .map(|((scope, key), counts)| StatsRow::new(scope, key, counts))
+        .collect()
 }
 
 /// The counter columns; the SQL built from them names only constants.
@@ -179,150 +279,248 @@ fn counts_from(v: &[i64]) -> Counts {
     c
 }
 
-/// `INSERT ... ON CONFLICT DO UPDATE` adding to `table` (plain SQL that
-/// SQLite and PostgreSQL both take).
-fn upsert_sql(table: &str, with_ts_key: bool) -> String {
-    let cols = COLUMNS.join(", ");
-    let params: Vec<String> = (4..4 + COLUMNS.len()).map(|i| format!("?{i}")).collect();
-    let sets: Vec<String> = COLUMNS
-        .iter()
-        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
-        .collect();
-    let conflict = if with_ts_key {
-        "scope, key, ts"
-    } else {
-        "scope, key"
-    };
-    let ts_update = if with_ts_key {
-        ""
-    } else {
-        "ts = excluded.ts, "
-    };
-    format!(
-        "INSERT INTO {table} (scope, key, ts, {cols}) VALUES (?1, ?2, ?3, {}) \
-         ON CONFLICT ({conflict}) DO UPDATE SET {ts_update}{}",
-        params.join(", "),
-        sets.join(", ")
-    )
-}
+/// The SQL of the stats tables, the same text for SQLite and PostgreSQL:
+/// `$n` placeholders (sqlx binds them by number on SQLite too), `ON
+/// CONFLICT ... DO UPDATE` with `excluded`, and `CAST(SUM(..) AS BIGINT)`,
+/// which is an integer on both (PostgreSQL's `SUM` of a `BIGINT` is
+/// `NUMERIC` otherwise).
+mod sql {
+    use super::{Resolution, COLUMNS};
 
-#[async_trait]
-impl StatsStore for SqliteStore {
-    async fn add_rollup(&self, ts: i64, rows: &[StatsRow]) -> Result<(), WriteError> {
-        let minute = ts - ts.rem_euclid(60);
-        let hour = ts - ts.rem_euclid(3600);
-        let sqls = [
-            (upsert_sql("stats_minute", true), minute),
-            (upsert_sql("stats_hour", true), hour),
-            (upsert_sql("stats_total", false), ts),
-        ];
-        let mut tx = self.write_pool().begin_with("BEGIN IMMEDIATE").await?;
-        for row in rows.iter().filter(|r| !r.counts.is_zero()) {
-            let v = values(&row.counts);
-            for (sql, t) in &sqls {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                    .bind(&row.scope)
-                    .bind(&row.key)
-                    .bind(*t);
-                for x in v {
-                    q = q.bind(x);
-                }
-                q.execute(&mut *tx).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn series(
-        &self,
-        scope: &str,
-        key: &str,
-        resolution: Resolution,
-        from: i64,
-        to: i64,
-        step: i64,
-    ) -> Result<Vec<SeriesPoint>, WriteError> {
-        let step = step.max(1);
-        let start = from - from.rem_euclid(step);
-        let table = match resolution {
+    /// The table of a resolution.
+    pub(super) fn table(resolution: Resolution) -> &'static str {
+        match resolution {
             Resolution::Minute => "stats_minute",
             Resolution::Hour => "stats_hour",
+        }
+    }
+
+    /// `INSERT ... ON CONFLICT DO UPDATE` adding one node's row to `table`:
+    /// `$1` node, `$2` scope, `$3` key, `$4` ts, then the counters. Totals
+    /// (`with_ts_key` false) keep one row per node, scope and key, and their
+    /// ts becomes the latest rollup's.
+    pub(super) fn upsert(table: &str, with_ts_key: bool) -> String {
+        let cols = COLUMNS.join(", ");
+        let params: Vec<String> = (5..5 + COLUMNS.len()).map(|i| format!("${i}")).collect();
+        let sets: Vec<String> = COLUMNS
+            .iter()
+            .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+            .collect();
+        let (conflict, ts_update) = if with_ts_key {
+            ("scope, key, ts, node_id", "")
+        } else {
+            ("scope, key, node_id", "ts = excluded.ts, ")
         };
-        let sums: Vec<String> = COLUMNS.iter().map(|c| format!("SUM({c})")).collect();
-        let sql = format!(
-            "SELECT ((ts - ?3) / ?5) * ?5 + ?3 AS b, {} FROM {table} \
-             WHERE scope = ?1 AND key = ?2 AND ts >= ?3 AND ts < ?4 GROUP BY b ORDER BY b",
-            sums.join(", ")
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(scope)
-            .bind(key)
-            .bind(start)
-            .bind(to)
-            .bind(step)
-            .fetch_all(self.read_pool())
-            .await?;
-        let mut found = std::collections::HashMap::new();
-        for r in rows {
-            use sqlx::Row;
-            let b: i64 = r.try_get(0)?;
-            let mut v = [0i64; 15];
-            for (i, x) in v.iter_mut().enumerate() {
-                *x = r.try_get::<Option<i64>, _>(i + 1)?.unwrap_or(0);
-            }
-            found.insert(b, counts_from(&v));
-        }
-        let mut out = Vec::new();
-        let mut t = start;
-        while t < to {
-            out.push(SeriesPoint {
-                t,
-                counts: found.remove(&t).unwrap_or_default(),
-            });
-            t += step;
-        }
-        Ok(out)
+        format!(
+            "INSERT INTO {table} (node_id, scope, key, ts, {cols}) VALUES ($1, $2, $3, $4, {}) \
+             ON CONFLICT ({conflict}) DO UPDATE SET {ts_update}{}",
+            params.join(", "),
+            sets.join(", ")
+        )
     }
 
-    async fn totals(&self) -> Result<Vec<StatsRow>, WriteError> {
-        let sql = format!(
-            "SELECT scope, key, {} FROM stats_total ORDER BY scope, key",
+    /// Each node's sums per bucket: `$1` scope, `$2` key, `$3` first bucket,
+    /// `$4` end, `$5` step. Columns: node, bucket start, the counters.
+    pub(super) fn series_by_node(resolution: Resolution) -> String {
+        let sums: Vec<String> = COLUMNS
+            .iter()
+            .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
+            .collect();
+        format!(
+            "SELECT node_id, $3 + ((ts - $3) / $5) * $5 AS b, {} FROM {} \
+             WHERE scope = $1 AND key = $2 AND ts >= $3 AND ts < $4 \
+             GROUP BY node_id, b ORDER BY node_id, b",
+            sums.join(", "),
+            table(resolution)
+        )
+    }
+
+    /// Every node's totals. Columns: node, scope, key, ts, the counters.
+    pub(super) fn totals_by_node() -> String {
+        format!(
+            "SELECT node_id, scope, key, ts, {} FROM stats_total ORDER BY node_id, scope, key",
             COLUMNS.join(", ")
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(self.read_pool())
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            use sqlx::Row;
-            let mut v = [0i64; 15];
-            for (i, x) in v.iter_mut().enumerate() {
-                *x = r.try_get(i + 2)?;
-            }
-            out.push(StatsRow {
-                scope: r.try_get(0)?,
-                key: r.try_get(1)?,
-                counts: counts_from(&v),
-            });
-        }
-        Ok(out)
+        )
     }
 
-    async fn prune(&self, now: i64, retention: Retention) -> Result<u64, WriteError> {
-        let a = sqlx::query("DELETE FROM stats_minute WHERE ts < ?1")
-            .bind(now - retention.minute_secs)
-            .execute(self.write_pool())
-            .await?
-            .rows_affected();
-        let b = sqlx::query("DELETE FROM stats_hour WHERE ts < ?1")
-            .bind(now - retention.hour_secs)
-            .execute(self.write_pool())
-            .await?
-            .rows_affected();
-        Ok(a + b)
+    /// Deletes the rows of `table` before `$1`.
+    pub(super) fn prune(table: &str) -> String {
+        format!("DELETE FROM {table} WHERE ts < $1")
     }
 }
+
+/// Reads the 15 counters starting at column `first`.
+fn row_counts<R>(row: &R, first: usize) -> Result<Counts, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let mut v = [0i64; 15];
+    for (i, x) in v.iter_mut().enumerate() {
+        *x = row.try_get::<Option<i64>, _>(first + i)?.unwrap_or(0);
+    }
+    Ok(counts_from(&v))
+}
+
+/// Groups `(node, bucket, counts)` rows ordered by node into each node's
+/// zero-filled series.
+fn group_series(
+    rows: Vec<(String, i64, Counts)>,
+    from: i64,
+    to: i64,
+    step: i64,
+) -> Vec<NodeSeries> {
+    let mut out: Vec<NodeSeries> = Vec::new();
+    let mut found: BTreeMap<i64, Counts> = BTreeMap::new();
+    let mut node: Option<String> = None;
+    let mut flush = |node: Option<String>, found: &mut BTreeMap<i64, Counts>| {
+        if let Some(node_id) = node {
+            out.push(NodeSeries {
+                node_id,
+                points: buckets(from, to, step)
+                    .map(|t| SeriesPoint {
+                        t,
+                        counts: found.remove(&t).unwrap_or_default(),
+                    })
+                    .collect(),
+            });
+        }
+        found.clear();
+    };
+    for (n, b, c) in rows {
+        if node.as_deref() != Some(n.as_str()) {
+            flush(node.take(), &mut found);
+            node = Some(n);
+        }
+        found.insert(b, c);
+    }
+    flush(node, &mut found);
+    out
+}
+
+/// Groups `(node, row, ts)` rows ordered by node into each node's totals.
+fn group_totals(rows: Vec<(String, StatsRow, i64)>) -> Vec<NodeTotals> {
+    let mut out: Vec<NodeTotals> = Vec::new();
+    for (node_id, row, ts) in rows {
+        match out.last_mut() {
+            Some(n) if n.node_id == node_id => {
+                n.last_rollup = n.last_rollup.max(ts);
+                n.rows.push(row);
+            }
+            _ => out.push(NodeTotals {
+                node_id,
+                last_rollup: ts,
+                rows: vec![row],
+            }),
+        }
+    }
+    out
+}
+
+/// [`StatsStore`] on a backend: the same SQL on both, with the backend's
+/// read pool, write pool and the statement that begins a write transaction.
+macro_rules! stats_store {
+    ($store:ty, $read:ident, $write:ident, $begin:literal) => {
+        #[async_trait]
+        impl StatsStore for $store {
+            async fn add_rollup(
+                &self,
+                node_id: &str,
+                ts: i64,
+                rows: &[StatsRow],
+            ) -> Result<(), WriteError> {
+                let minute = ts - ts.rem_euclid(60);
+                let hour = ts - ts.rem_euclid(3600);
+                let sqls = [
+                    (sql::upsert("stats_minute", true), minute),
+                    (sql::upsert("stats_hour", true), hour),
+                    (sql::upsert("stats_total", false), ts),
+                ];
+                let mut tx = self.$write().begin_with($begin).await?;
+                for row in rows.iter().filter(|r| !r.counts.is_zero()) {
+                    let v = values(&row.counts);
+                    for (sql, t) in &sqls {
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                            .bind(node_id)
+                            .bind(&row.scope)
+                            .bind(&row.key)
+                            .bind(*t);
+                        for x in v {
+                            q = q.bind(x);
+                        }
+                        q.execute(&mut *tx).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn series_by_node(
+                &self,
+                scope: &str,
+                key: &str,
+                resolution: Resolution,
+                from: i64,
+                to: i64,
+                step: i64,
+            ) -> Result<Vec<NodeSeries>, WriteError> {
+                use sqlx::Row;
+                let step = step.max(1);
+                let start = from - from.rem_euclid(step);
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql::series_by_node(resolution)))
+                    .bind(scope)
+                    .bind(key)
+                    .bind(start)
+                    .bind(to)
+                    .bind(step)
+                    .fetch_all(self.$read())
+                    .await?;
+                let mut found = Vec::with_capacity(rows.len());
+                for r in rows {
+                    found.push((r.try_get(0)?, r.try_get(1)?, row_counts(&r, 2)?));
+                }
+                Ok(group_series(found, from, to, step))
+            }
+
+            async fn totals_by_node(&self) -> Result<Vec<NodeTotals>, WriteError> {
+                use sqlx::Row;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql::totals_by_node()))
+                    .fetch_all(self.$read())
+                    .await?;
+                let mut found = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let row = StatsRow {
+                        scope: r.try_get(1)?,
+                        key: r.try_get(2)?,
+                        counts: row_counts(&r, 4)?,
+                    };
+                    found.push((r.try_get(0)?, row, r.try_get(3)?));
+                }
+                Ok(group_totals(found))
+            }
+
+            async fn prune(&self, now: i64, retention: Retention) -> Result<u64, WriteError> {
+                let mut deleted = 0;
+                for (table, keep) in [
+                    ("stats_minute", retention.minute_secs),
+                    ("stats_hour", retention.hour_secs),
+                ] {
+                    deleted += sqlx::query(sqlx::AssertSqlSafe(sql::prune(table)))
+                        .bind(now - keep)
+                        .execute(self.$write())
+                        .await?
+                        .rows_affected();
+                }
+                Ok(deleted)
+            }
+        }
+    };
+}
+
+stats_store!(SqliteStore, read_pool, write_pool, "BEGIN IMMEDIATE");
+#[cfg(feature = "postgres")]
+stats_store!(crate::postgres::PostgresStore, pool, pool, "BEGIN");
 
 #[cfg(test)]
 mod tests {
@@ -348,12 +546,24 @@ mod tests {
     async fn rollups_add_up_in_minutes_hours_and_totals() -> Result<(), WriteError> {
         let (_d, s) = store().await;
         let t0 = 1_700_000_000 - 1_700_000_000 % 3600;
-        s.add_rollup(t0 + 5, &[StatsRow::new("host", "proxy:1", counts(2, 10))])
-            .await?;
-        s.add_rollup(t0 + 50, &[StatsRow::new("host", "proxy:1", counts(3, 5))])
-            .await?;
-        s.add_rollup(t0 + 65, &[StatsRow::new("host", "proxy:1", counts(1, 1))])
-            .await?;
+        s.add_rollup(
+            "a",
+            t0 + 5,
+            &[StatsRow::new("host", "proxy:1", counts(2, 10))],
+        )
+        .await?;
+        s.add_rollup(
+            "a",
+            t0 + 50,
+            &[StatsRow::new("host", "proxy:1", counts(3, 5))],
+        )
+        .await?;
+        s.add_rollup(
+            "a",
+            t0 + 65,
+            &[StatsRow::new("host", "proxy:1", counts(1, 1))],
+        )
+        .await?;
         let m = s
             .series("host", "proxy:1", Resolution::Minute, t0, t0 + 180, 60)
             .await?;

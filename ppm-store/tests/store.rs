@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ppm_core::config::*;
+use ppm_core::stats::Counts;
 use ppm_core::store::ConfigStore;
 use ppm_store::accounts::{AuditEntry, NewUser};
+use ppm_store::stats::{Resolution, Retention, StatsRow, StatsStore};
 use ppm_store::{
     AccountStore, ConfigWriter, ConfigWriterExt, EntityKind, ExportDocument, OpenError,
     PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, WriteContext, WriteError,
@@ -43,7 +45,7 @@ async fn fresh() -> (tempfile::TempDir, SqliteStore) {
 /// A database backend the shared suite runs against.
 #[async_trait]
 trait Backend: Send + Sync + 'static {
-    type Store: ConfigWriter + AccountStore + Clone + Send + Sync + 'static;
+    type Store: ConfigWriter + AccountStore + StatsStore + Clone + Send + Sync + 'static;
     /// A new, empty store, removed by [`cleanup`](Self::cleanup).
     async fn fresh(&self) -> Self::Store;
     /// A second store on the same database as `store`, as another process
@@ -218,6 +220,7 @@ suite!(
     users_tokens_and_audit,
     loads_many_hosts_with_few_queries,
     engine_runs_from_the_store,
+    stats_are_recorded_per_node_and_summed,
 );
 
 /// A 253-character name: 3 labels of 63, one of 61 (63*3 + 61 + 3 dots).
@@ -1092,6 +1095,280 @@ async fn backup_is_a_consistent_copy() {
     let copy = SqliteStore::open(&target).await.unwrap();
     assert_eq!(copy.integrity_check().await.unwrap(), "ok");
     assert_eq!(copy.load().await.unwrap(), store.load().await.unwrap());
+}
+
+fn counts(requests: u64, bytes_out: u64) -> Counts {
+    let mut c = Counts::default();
+    c.requests = requests;
+    c.status_2xx = requests;
+    c.bytes_out = bytes_out;
+    c.duration_us_sum = requests * 1000;
+    c.duration_count = requests;
+    c
+}
+
+/// `requests` of each point.
+fn requests(points: &[ppm_store::stats::SeriesPoint]) -> Vec<u64> {
+    points.iter().map(|p| p.counts.requests).collect()
+}
+
+/// Two nodes roll up into one database, each through its own store (as
+/// two processes do); the reads sum them and break them down per node.
+async fn stats_are_recorded_per_node_and_summed<B: Backend>(b: Arc<B>) {
+    let a = b.fresh().await;
+    let peer = b.peer(&a).await;
+    let t0 = 1_700_000_000 - 1_700_000_000 % 3600;
+    let host = |c| StatsRow::new("host", "proxy:1", c);
+    a.add_rollup(
+        "node-a",
+        t0 + 5,
+        &[
+            host(counts(2, 10)),
+            StatsRow::new("upstream", "10.0.0.1:80", counts(2, 10)),
+            StatsRow::new("host", "proxy:2", Counts::default()),
+        ],
+    )
+    .await
+    .unwrap();
+    peer.add_rollup("node-b", t0 + 10, &[host(counts(3, 7))])
+        .await
+        .unwrap();
+    a.add_rollup("node-a", t0 + 70, &[host(counts(1, 1))])
+        .await
+        .unwrap();
+    peer.add_rollup("node-b", t0 + 3605, &[host(counts(4, 4))])
+        .await
+        .unwrap();
+    // Twice in one minute adds to the same row.
+    peer.add_rollup("node-b", t0 + 3650, &[host(counts(1, 1))])
+        .await
+        .unwrap();
+
+    // Minutes, from either store.
+    for s in [&a, &peer] {
+        let m = s
+            .series("host", "proxy:1", Resolution::Minute, t0, t0 + 180, 60)
+            .await
+            .unwrap();
+        assert_eq!(
+            m.iter().map(|p| p.t).collect::<Vec<_>>(),
+            [t0, t0 + 60, t0 + 120]
+        );
+        assert_eq!(requests(&m), [5, 1, 0]);
+        assert_eq!(m[0].counts.bytes_out, 17);
+        assert_eq!(m[0].counts.duration_us_sum, 5000);
+        let by = s
+            .series_by_node("host", "proxy:1", Resolution::Minute, t0, t0 + 180, 60)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = by.iter().map(|n| n.node_id.as_str()).collect();
+        assert_eq!(ids, ["node-a", "node-b"]);
+        assert_eq!(requests(&by[0].points), [2, 1, 0]);
+        assert_eq!(requests(&by[1].points), [3, 0, 0]);
+    }
+    // Wider buckets, starting from a `from` inside a bucket.
+    let m = a
+        .series(
+            "host",
+            "proxy:1",
+            Resolution::Minute,
+            t0 + 30,
+            t0 + 240,
+            120,
+        )
+        .await
+        .unwrap();
+    assert_eq!(m.iter().map(|p| p.t).collect::<Vec<_>>(), [t0, t0 + 120]);
+    assert_eq!(requests(&m), [6, 0]);
+    // Hours.
+    let h = a
+        .series("host", "proxy:1", Resolution::Hour, t0, t0 + 7200, 3600)
+        .await
+        .unwrap();
+    assert_eq!(requests(&h), [6, 5]);
+    assert_eq!(h[1].counts.bytes_out, 5);
+    let by = peer
+        .series_by_node("host", "proxy:1", Resolution::Hour, t0, t0 + 7200, 3600)
+        .await
+        .unwrap();
+    assert_eq!(requests(&by[0].points), [3, 0]);
+    assert_eq!(requests(&by[1].points), [3, 5]);
+    // A node without rows in the range is left out; an unknown series is
+    // zero.
+    let by = a
+        .series_by_node(
+            "host",
+            "proxy:1",
+            Resolution::Minute,
+            t0 + 3600,
+            t0 + 3720,
+            60,
+        )
+        .await
+        .unwrap();
+    assert_eq!(by.len(), 1);
+    assert_eq!(by[0].node_id, "node-b");
+    assert_eq!(requests(&by[0].points), [5, 0]);
+    let none = a
+        .series("host", "proxy:9", Resolution::Minute, t0, t0 + 120, 60)
+        .await
+        .unwrap();
+    assert_eq!(requests(&none), [0, 0]);
+
+    // Totals: summed, and per node with each node's last rollup.
+    let totals = peer.totals().await.unwrap();
+    let keys: Vec<(&str, &str, u64, u64)> = totals
+        .iter()
+        .map(|r| {
+            (
+                r.scope.as_str(),
+                r.key.as_str(),
+                r.counts.requests,
+                r.counts.bytes_out,
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("host", "proxy:1", 11, 23),
+            ("upstream", "10.0.0.1:80", 2, 10)
+        ]
+    );
+    let by = a.totals_by_node().await.unwrap();
+    assert_eq!(by.len(), 2);
+    assert_eq!(
+        (by[0].node_id.as_str(), by[0].last_rollup, by[0].rows.len()),
+        ("node-a", t0 + 70, 2)
+    );
+    assert_eq!(
+        (by[0].rows[0].key.as_str(), by[0].rows[0].counts.requests),
+        ("proxy:1", 3)
+    );
+    assert_eq!(
+        (by[1].node_id.as_str(), by[1].last_rollup, by[1].rows.len()),
+        ("node-b", t0 + 3650, 1)
+    );
+    assert_eq!(by[1].rows[0].counts.requests, 8);
+
+    // Prune: minute rows before t0+3300 and hour rows before t0+300, of
+    // every node; totals stay.
+    let retention = Retention {
+        minute_secs: 600,
+        hour_secs: 3600,
+    };
+    let pruned = peer.prune(t0 + 3900, retention).await.unwrap();
+    // Minutes: a's t0 (host, upstream) and t0+60, b's t0; hours: a's t0
+    // (host, upstream), b's t0.
+    assert_eq!(pruned, 7);
+    let by = a
+        .series_by_node("host", "proxy:1", Resolution::Minute, t0, t0 + 3720, 60)
+        .await
+        .unwrap();
+    assert_eq!(by.len(), 1, "{by:?}");
+    assert_eq!(
+        by[0].points.iter().map(|p| p.counts.requests).sum::<u64>(),
+        5
+    );
+    let h = a
+        .series_by_node("host", "proxy:1", Resolution::Hour, t0, t0 + 7200, 3600)
+        .await
+        .unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(requests(&h[0].points), [0, 5]);
+    assert_eq!(a.totals().await.unwrap(), totals);
+    assert_eq!(a.prune(t0 + 3900, retention).await.unwrap(), 0);
+}
+
+/// A database from before statistics were kept per node keeps its rows,
+/// as node "".
+#[tokio::test]
+async fn sqlite_stats_from_before_nodes_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ppm.db");
+    {
+        use sqlx::Connection;
+        // The migrations up to 0004, as an older ppm applied them.
+        let old = dir.path().join("old-migrations");
+        std::fs::create_dir(&old).unwrap();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for e in std::fs::read_dir(&src).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            if name.as_str() < "0005" {
+                std::fs::copy(e.path(), old.join(&name)).unwrap();
+            }
+        }
+        let mut conn =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+                .await
+                .unwrap();
+        sqlx::migrate::Migrator::new(old.as_path())
+            .await
+            .unwrap()
+            .run(&mut conn)
+            .await
+            .unwrap();
+        for (table, ts) in [
+            ("stats_minute", 1_700_000_040),
+            ("stats_hour", 1_699_999_200),
+            ("stats_total", 1_700_000_059),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {table} (scope, key, ts, requests, status_2xx, bytes_out)
+                 VALUES ('host', 'proxy:1', {ts}, 4, 4, 40)"
+            )))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        conn.close().await.unwrap();
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    store
+        .add_rollup(
+            "node-a",
+            1_700_000_050,
+            &[StatsRow::new("host", "proxy:1", counts(1, 1))],
+        )
+        .await
+        .unwrap();
+    let by = store.totals_by_node().await.unwrap();
+    let shares: Vec<(&str, u64, i64)> = by
+        .iter()
+        .map(|n| (n.node_id.as_str(), n.rows[0].counts.requests, n.last_rollup))
+        .collect();
+    assert_eq!(
+        shares,
+        [("", 4, 1_700_000_059), ("node-a", 1, 1_700_000_050)]
+    );
+    let m = store
+        .series_by_node(
+            "host",
+            "proxy:1",
+            Resolution::Minute,
+            1_700_000_040,
+            1_700_000_100,
+            60,
+        )
+        .await
+        .unwrap();
+    assert_eq!(m.len(), 2);
+    assert_eq!(requests(&m[0].points), [4]);
+    assert_eq!(requests(&m[1].points), [1]);
+    let h = store
+        .series(
+            "host",
+            "proxy:1",
+            Resolution::Hour,
+            1_699_999_200,
+            1_700_002_800,
+            3600,
+        )
+        .await
+        .unwrap();
+    assert_eq!(requests(&h), [5]);
+    assert_eq!(h[0].counts.bytes_out, 41);
 }
 
 async fn users_tokens_and_audit<B: Backend>(b: Arc<B>) {

@@ -353,14 +353,13 @@ fn stats_ops(d: &mut Doc) {
         "get",
         "/api/stats/summary",
         "stats",
-        "Traffic totals (since the statistics began and since startup), rates over the last minute, requests in flight, top hosts by requests and by errors, access-log counters",
+        "Traffic totals since the statistics began over every node sharing the database, with each node's share (`nodes`); this node's counters since startup, rates over the last minute and requests in flight; top hosts by requests and by errors; access-log counters",
         Sec::Bearer,
         query_params::<SummaryQuery>(),
         None,
         (200, Some(summary)),
     );
     let series = d.schema::<Series>();
-    let unavailable = json!({"description": "The backend keeps no series (PostgreSQL)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     let all_params = query_params::<SeriesQuery>();
     let no_kind: Vec<Value> = all_params
         .iter()
@@ -373,7 +372,7 @@ fn stats_ops(d: &mut Doc) {
         "get",
         "/api/stats/hosts/{id}",
         "stats",
-        "A host's traffic series (requests, status classes, bytes, errors, latency sums) in buckets of `step` seconds",
+        "A host's traffic series (requests, status classes, bytes, errors, latency sums) in buckets of `step` seconds, summed over every node (or one with `node`), with each node's share of the range",
         Sec::Bearer,
         host_params,
         None,
@@ -387,7 +386,7 @@ fn stats_ops(d: &mut Doc) {
         "get",
         "/api/stats/upstreams/{upstream}",
         "stats",
-        "An upstream's traffic series",
+        "An upstream's traffic series, summed over every node (or one with `node`), with each node's share of the range",
         Sec::Bearer,
         up_params,
         None,
@@ -399,7 +398,7 @@ fn stats_ops(d: &mut Doc) {
         "get",
         "/api/stats/streams/{id}",
         "stats",
-        "A stream's traffic series (connections as requests, bytes, errors)",
+        "A stream's traffic series (connections as requests, bytes, errors), summed over every node (or one with `node`), with each node's share of the range",
         Sec::Bearer,
         st_params,
         None,
@@ -410,20 +409,12 @@ fn stats_ops(d: &mut Doc) {
         "post",
         "/api/stats/rollup",
         "stats",
-        "Roll the counters up into the series now (they are also rolled up every --stats-interval seconds and at shutdown)",
+        "Roll this node's counters up into the series now, as its rows (they are also rolled up every --stats-interval seconds and at shutdown)",
         Sec::Bearer,
         vec![],
         None,
         (200, Some(rr)),
     );
-    for p in [
-        "/api/stats/hosts/{id}",
-        "/api/stats/upstreams/{upstream}",
-        "/api/stats/streams/{id}",
-    ] {
-        d.paths[p]["get"]["responses"]["503"] = unavailable.clone();
-    }
-    d.paths["/api/stats/rollup"]["post"]["responses"]["503"] = unavailable;
     // An unknown id is an empty series, not a 404.
     for p in [
         "/api/stats/hosts/{id}",

@@ -8,12 +8,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ppm_core::config::Id;
 use ppm_core::stats::Counts;
-use ppm_store::stats::{Resolution, SeriesPoint, SCOPE_HOST, SCOPE_STREAM, SCOPE_UPSTREAM};
+use ppm_store::stats::{
+    sum_series, Resolution, SeriesPoint, SCOPE_HOST, SCOPE_STREAM, SCOPE_UPSTREAM,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{Access, ApiError, ApiResult, AppState, Auth, PathParam, QueryParams};
 use crate::logs::{LogEntry, LogQuery};
-use crate::stats::{now_secs, RollupResult, StatsService};
+use crate::stats::{now_secs, ClusterTotals, RollupResult, StatsService};
 
 /// Most points one series answer holds.
 pub const MAX_POINTS: i64 = 2000;
@@ -72,31 +74,60 @@ pub struct AccessLogStatus {
     pub dropped: u64,
 }
 
+/// One node's share of the totals in `GET /api/stats/summary`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct NodeTotalsView {
+    /// The node's id (empty for counts recorded before statistics were
+    /// kept per node).
+    pub node_id: String,
+    /// Whether this is the node that answered.
+    pub this_node: bool,
+    /// The node's last rollup, unix seconds: its counts up to then are
+    /// included (this node's are included up to now). `null` for this node
+    /// before its first rollup.
+    pub last_rollup: Option<i64>,
+    /// Its HTTP totals, over every host.
+    pub totals: Counts,
+    /// Its stream totals, over every stream.
+    pub streams: Counts,
+}
+
 /// `GET /api/stats/summary`.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Summary {
-    /// HTTP totals since the statistics began (stored totals plus this
-    /// process' counters), over every host.
+    /// HTTP totals since the statistics began, over every host and every
+    /// node sharing the database: each node's counts as of its last rollup,
+    /// this node's up to now. The sum of `nodes[].totals`.
     pub totals: Counts,
-    /// HTTP counters since this process started.
+    /// This node's HTTP counters since its process started.
     pub since_start: Counts,
-    /// HTTP requests in flight.
+    /// HTTP requests in flight on this node.
     pub active_requests: u64,
-    /// Rates over the last minute or so.
+    /// This node's rates over the last minute or so.
     pub rates: Rates,
-    /// Seconds since the process started.
+    /// Seconds since this node's process started.
     pub uptime_seconds: u64,
-    /// Hosts with the most requests (totals).
+    /// Hosts with the most requests (totals over every node).
     pub top_hosts_by_requests: Vec<TopHost>,
-    /// Hosts with the most failed requests (totals), only those with any.
+    /// Hosts with the most failed requests (totals over every node), only
+    /// those with any.
     pub top_hosts_by_errors: Vec<TopHost>,
-    /// Stream totals, summed over every stream.
+    /// Stream totals, summed over every stream and every node. The sum of
+    /// `nodes[].streams`.
     pub streams: Counts,
-    /// The access log.
+    /// This node's access log.
     pub access_log: AccessLogStatus,
     /// Whether the time series (`/api/stats/{hosts,upstreams,streams}/…`)
-    /// are kept: false on PostgreSQL, where they answer 503.
+    /// are kept: always true, on every backend.
     pub series_available: bool,
+    /// The id of the node that answered.
+    pub node_id: String,
+    /// Each node's share of `totals` and `streams`, by node id.
+    pub nodes: Vec<NodeTotalsView>,
+    /// Whether `totals`, `streams`, the top lists and `nodes` cover every
+    /// node; false when the database could not be read, and they then cover
+    /// this node alone (its stored totals at startup plus its counters).
+    pub cluster_wide: bool,
 }
 
 fn host_names(service: &StatsService) -> HashMap<String, String> {
@@ -119,7 +150,8 @@ pub(super) async fn summary(
     let top = q.top.unwrap_or(10).min(100);
     let s = &state.stats;
     let current = s.current();
-    let totals = s.totals();
+    let cluster: ClusterTotals = s.cluster_totals().await;
+    let totals = cluster.sum();
     let since_start = StatsService::host_sum(&current);
     let engine_stats = s.engine().stats();
     let active_requests = engine_stats.hosts().iter().map(|h| h.stats.active).sum();
@@ -160,10 +192,24 @@ pub(super) async fn summary(
     by_errors.sort_by(|a, b| b.errors.cmp(&a.errors).then(a.name.cmp(&b.name)));
     hosts.truncate(top);
     by_errors.truncate(top);
-    let streams = totals
+    let stream_sum = |series: &HashMap<crate::stats::SeriesKey, Counts>| {
+        series
+            .iter()
+            .filter(|((scope, _), _)| *scope == SCOPE_STREAM)
+            .fold(Counts::default(), |a, (_, c)| a.plus(c))
+    };
+    let streams = stream_sum(&totals);
+    let nodes = cluster
+        .nodes
         .iter()
-        .filter(|((scope, _), _)| *scope == SCOPE_STREAM)
-        .fold(Counts::default(), |a, (_, c)| a.plus(c));
+        .map(|n| NodeTotalsView {
+            node_id: n.node_id.clone(),
+            this_node: n.this_node,
+            last_rollup: n.last_rollup,
+            totals: StatsService::host_sum(&n.series),
+            streams: stream_sum(&n.series),
+        })
+        .collect();
     let access_log = match engine_stats.access_log() {
         Some(log) => AccessLogStatus {
             enabled: true,
@@ -189,7 +235,10 @@ pub(super) async fn summary(
         top_hosts_by_errors: by_errors,
         streams,
         access_log,
-        series_available: s.series_store().is_some(),
+        series_available: true,
+        node_id: s.node_id().to_owned(),
+        nodes,
+        cluster_wide: cluster.complete,
     }))
 }
 
@@ -208,6 +257,22 @@ pub struct SeriesQuery {
     /// Host kind for `/api/stats/hosts/{id}`: `proxy` (default),
     /// `redirection`, `dead`, or `default` (id 0).
     pub kind: Option<String>,
+    /// Only this node's points (an id as `nodes[].node_id` shows it; empty
+    /// for counts recorded before statistics were kept per node). Default:
+    /// the sum over every node.
+    pub node: Option<String>,
+}
+
+/// One node's share of a series.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct SeriesNode {
+    /// The node's id (empty for counts recorded before statistics were
+    /// kept per node).
+    pub node_id: String,
+    /// Whether this is the node that answered.
+    pub this_node: bool,
+    /// Its counters over the whole range (the sum of its buckets).
+    pub totals: Counts,
 }
 
 /// A series ready for a chart: one point per bucket, empty buckets zero.
@@ -225,9 +290,16 @@ pub struct Series {
     pub to: i64,
     /// Bucket length, seconds.
     pub step: i64,
-    /// The buckets. Counters reach the series at each rollup
-    /// (`--stats-interval`), not live.
+    /// The buckets, summed over every node (or only `node`'s). Counters
+    /// reach the series at each node's rollup (`--stats-interval`), not
+    /// live.
     pub points: Vec<SeriesPoint>,
+    /// The node the points are limited to (`?node=`); `null` for the sum
+    /// over every node.
+    pub node: Option<String>,
+    /// Each node with counts in the range, by id, with its share of the
+    /// whole range; their sum is the sum of the points over every node.
+    pub nodes: Vec<SeriesNode>,
 }
 
 async fn series(
@@ -236,13 +308,7 @@ async fn series(
     key: String,
     q: SeriesQuery,
 ) -> ApiResult<Json<Series>> {
-    let Some(store) = state.stats.series_store() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "stats_unavailable",
-            "traffic series are kept only with the SQLite backend; /api/stats/summary and /metrics work on every backend",
-        ));
-    };
+    let store = state.stats.series_store();
     let now = now_secs();
     let to = q.to.unwrap_or(now + 1);
     let from = q.from.unwrap_or(to - 3600);
@@ -266,9 +332,34 @@ async fn series(
             format!("the range holds more than {MAX_POINTS} buckets of this step"),
         ));
     }
-    let points = store
-        .series(scope, &key, resolution, from, to, step)
+    let by_node = store
+        .series_by_node(scope, &key, resolution, from, to, step)
         .await?;
+    let points = match &q.node {
+        Some(node) => sum_series(
+            &by_node
+                .iter()
+                .filter(|n| &n.node_id == node)
+                .cloned()
+                .collect::<Vec<_>>(),
+            from,
+            to,
+            step,
+        ),
+        None => sum_series(&by_node, from, to, step),
+    };
+    let this = state.stats.node_id();
+    let nodes = by_node
+        .into_iter()
+        .map(|n| SeriesNode {
+            this_node: n.node_id == this,
+            totals: n
+                .points
+                .iter()
+                .fold(Counts::default(), |a, p| a.plus(&p.counts)),
+            node_id: n.node_id,
+        })
+        .collect();
     Ok(Json(Series {
         scope: scope.to_string(),
         key,
@@ -281,6 +372,8 @@ async fn series(
         to,
         step,
         points,
+        node: q.node,
+        nodes,
     }))
 }
 
@@ -339,13 +432,6 @@ pub(super) async fn rollup(
     auth: Auth,
 ) -> ApiResult<Json<RollupResult>> {
     auth.require("stats", Access::Write)?;
-    if state.stats.series_store().is_none() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "stats_unavailable",
-            "traffic series are kept only with the SQLite backend",
-        ));
-    }
     Ok(Json(state.stats.rollup().await?))
 }
 

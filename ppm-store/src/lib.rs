@@ -85,6 +85,7 @@ pub mod nodes;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod rules;
+mod shared;
 mod sqlite;
 pub mod stats;
 mod writer;

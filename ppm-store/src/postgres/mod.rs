@@ -1,6 +1,10 @@
 //! [`PostgresStore`]: the config in PostgreSQL, shared by many nodes.
 
 mod accounts;
+mod dialect;
+// Compiled once per backend on purpose: see `shared/mod.rs`.
+#[allow(clippy::duplicate_mod)]
+#[path = "../shared/read.rs"]
 mod read;
 mod write;
 

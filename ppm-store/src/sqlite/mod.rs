@@ -1,5 +1,9 @@
 //! [`SqliteStore`]: the embedded default store.
 
+mod dialect;
+// Compiled once per backend on purpose: see `shared/mod.rs`.
+#[allow(clippy::duplicate_mod)]
+#[path = "../shared/read.rs"]
 mod read;
 mod write;
 

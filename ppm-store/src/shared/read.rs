@@ -1,5 +1,12 @@
-//! Loading the whole config from PostgreSQL: one query per table,
-//! assembled in memory. The statements mirror the SQLite backend's.
+//! Loading the whole config: one query per table, assembled in memory.
+//!
+//! Compiled once per backend (see `shared/mod.rs`): the statements and
+//! the assembly of rows into a [`Config`] are written once here; how a
+//! table's rows come back from the database is the backend's
+//! [`select`](super::dialect::select). The row types derive both
+//! [`Deserialize`] (SQLite returns a table as one JSON array of arrays, and
+//! stores booleans as 0 or 1) and, with the `postgres` feature,
+//! [`sqlx::FromRow`] (PostgreSQL decodes driver rows by column name).
 
 use std::collections::HashMap;
 
@@ -8,18 +15,21 @@ use ppm_core::config::{
     Location, PassiveHealth, ProxyHost, RedirectionHost, Settings, Stream, Timeouts, Upstream,
 };
 use ppm_core::error::StoreError;
-use sqlx::PgConnection;
+use serde::{Deserialize, Deserializer};
 
+use super::dialect::{self, Conn};
 use crate::codec::{enum_from_str, from_json, narrow};
 use crate::error::backend;
 use crate::model::EntityKind;
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
+#[cfg_attr(feature = "postgres", derive(sqlx::FromRow))]
 struct ProxyHostRow {
     id: i64,
     balancing: String,
     forward_scheme: String,
     upstream_sni: Option<String>,
+    #[serde(deserialize_with = "int_bool")]
     upstream_verify_tls: bool,
     health_check: Option<String>,
     passive_max_fails: i64,
@@ -29,18 +39,26 @@ struct ProxyHostRow {
     read_timeout_ms: Option<i64>,
     write_timeout_ms: Option<i64>,
     max_body_size: Option<i64>,
+    #[serde(deserialize_with = "int_bool")]
     allow_websocket_upgrade: bool,
     access_list_id: Option<i64>,
     certificate_id: Option<i64>,
+    #[serde(deserialize_with = "int_bool")]
     ssl_forced: bool,
+    #[serde(deserialize_with = "int_bool")]
     hsts_enabled: bool,
+    #[serde(deserialize_with = "int_bool")]
     hsts_subdomains: bool,
+    #[serde(deserialize_with = "int_bool")]
     http2_support: bool,
+    #[serde(deserialize_with = "int_bool")]
     block_exploits: bool,
+    #[serde(deserialize_with = "int_bool")]
     enabled: bool,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
+#[cfg_attr(feature = "postgres", derive(sqlx::FromRow))]
 struct LocationRow {
     id: i64,
     proxy_host_id: i64,
@@ -54,32 +72,45 @@ struct LocationRow {
     write_timeout_ms: Option<i64>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
+#[cfg_attr(feature = "postgres", derive(sqlx::FromRow))]
 struct RedirectionHostRow {
     id: i64,
     status: i64,
     forward_scheme: Option<String>,
     forward_domain: String,
+    #[serde(deserialize_with = "int_bool")]
     preserve_path: bool,
     certificate_id: Option<i64>,
+    #[serde(deserialize_with = "int_bool")]
     ssl_forced: bool,
+    #[serde(deserialize_with = "int_bool")]
     hsts_enabled: bool,
+    #[serde(deserialize_with = "int_bool")]
     hsts_subdomains: bool,
+    #[serde(deserialize_with = "int_bool")]
     block_exploits: bool,
+    #[serde(deserialize_with = "int_bool")]
     enabled: bool,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
+#[cfg_attr(feature = "postgres", derive(sqlx::FromRow))]
 struct DeadHostRow {
     id: i64,
     certificate_id: Option<i64>,
+    #[serde(deserialize_with = "int_bool")]
     ssl_forced: bool,
+    #[serde(deserialize_with = "int_bool")]
     hsts_enabled: bool,
+    #[serde(deserialize_with = "int_bool")]
     hsts_subdomains: bool,
+    #[serde(deserialize_with = "int_bool")]
     enabled: bool,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
+#[cfg_attr(feature = "postgres", derive(sqlx::FromRow))]
 struct StreamRow {
     id: i64,
     incoming_port: i64,
@@ -90,10 +121,23 @@ struct StreamRow {
     certificate_id: Option<i64>,
     proxy_protocol: Option<i64>,
     idle_timeout_ms: i64,
+    #[serde(deserialize_with = "int_bool")]
     enabled: bool,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
+#[cfg_attr(feature = "postgres", derive(sqlx::FromRow))]
+struct AccessListRow {
+    id: i64,
+    name: String,
+    default_action: String,
+    satisfy: String,
+    #[serde(deserialize_with = "int_bool")]
+    pass_auth: bool,
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(feature = "postgres", derive(sqlx::FromRow))]
 struct UpstreamRow {
     proxy_host_id: Option<i64>,
     location_id: Option<i64>,
@@ -103,7 +147,8 @@ struct UpstreamRow {
     weight: i64,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
+#[cfg_attr(feature = "postgres", derive(sqlx::FromRow))]
 struct HeaderRow {
     proxy_host_id: Option<i64>,
     location_id: Option<i64>,
@@ -113,7 +158,8 @@ struct HeaderRow {
     action: String,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
+#[cfg_attr(feature = "postgres", derive(sqlx::FromRow))]
 struct FilterRow {
     proxy_host_id: Option<i64>,
     location_id: Option<i64>,
@@ -124,7 +170,8 @@ struct FilterRow {
     priority: Option<i64>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
+#[cfg_attr(feature = "postgres", derive(sqlx::FromRow))]
 struct DomainRow {
     name: String,
     proxy_host_id: Option<i64>,
@@ -143,26 +190,33 @@ pub(crate) enum Scope {
     One(EntityKind, Id),
 }
 
-/// Runs `all` for [`Scope::All`]; for [`Scope::One`] runs the query that
-/// `one` gives for the entity's kind (with `$1` bound to its id), or
-/// nothing when that table holds nothing of the kind.
-async fn fetch<R>(
-    conn: &mut PgConnection,
+/// The rows of `table`, as `cols` in `order`: all of them for
+/// [`Scope::All`]; for [`Scope::One`], those the `WHERE` clause that `one`
+/// gives for the entity's kind selects (with `$1` bound to its id), or none
+/// when that table holds nothing of the kind.
+///
+/// `R` names the columns in order (see the module docs).
+async fn fetch<R: dialect::Row>(
+    conn: &mut Conn,
     scope: Scope,
-    all: &'static str,
+    table: &'static str,
+    cols: &'static str,
+    order: &'static str,
     one: impl Fn(EntityKind) -> Option<&'static str>,
-) -> Result<Vec<R>, StoreError>
-where
-    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
-{
-    match scope {
-        Scope::All => sqlx::query_as(all).fetch_all(&mut *conn).await,
+) -> Result<Vec<R>, StoreError> {
+    let filter = match scope {
+        Scope::All => None,
         Scope::One(kind, id) => match one(kind) {
-            Some(sql) => sqlx::query_as(sql).bind(id).fetch_all(&mut *conn).await,
+            Some(filter) => Some((filter, id)),
             None => return Ok(Vec::new()),
         },
-    }
-    .map_err(backend)
+    };
+    dialect::select(conn, table, cols, order, filter).await
+}
+
+/// A column holding 0 or 1 as a `bool`, as SQLite stores booleans.
+fn int_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(i64::deserialize(d)? != 0)
 }
 
 fn take<T>(map: &mut Multi<T>, id: Id) -> Vec<T> {
@@ -196,28 +250,24 @@ struct Children {
     domains_dh: Multi<String>,
 }
 
-async fn children(conn: &mut PgConnection, scope: Scope) -> Result<Children, StoreError> {
+async fn children(conn: &mut Conn, scope: Scope) -> Result<Children, StoreError> {
     let mut c = Children::default();
 
     let rows: Vec<UpstreamRow> = fetch(
         conn,
         scope,
-        "SELECT proxy_host_id, location_id, stream_id, host, port, weight
-         FROM upstreams ORDER BY position",
+        "upstreams",
+        "proxy_host_id, location_id, stream_id, host, port, weight",
+        "position",
         |kind| match kind {
             EntityKind::ProxyHost => Some(
-                "SELECT proxy_host_id, location_id, stream_id, host, port, weight
-                 FROM upstreams WHERE proxy_host_id = $1
-                    OR location_id IN (SELECT id FROM locations WHERE proxy_host_id = $1)
-                 ORDER BY position",
+                "WHERE proxy_host_id = $1 OR location_id IN (SELECT id FROM locations WHERE proxy_host_id = $1)",
             ),
             EntityKind::Stream => Some(
-                "SELECT proxy_host_id, location_id, stream_id, host, port, weight
-                 FROM upstreams WHERE stream_id = $1 ORDER BY position",
+                "WHERE stream_id = $1",
             ),
             _ => None,
-        },
-    )
+        })
     .await?;
     for r in rows {
         let mut u = Upstream::new(r.host, narrow(r.port, "upstream port")?);
@@ -234,18 +284,15 @@ async fn children(conn: &mut PgConnection, scope: Scope) -> Result<Children, Sto
     let rows: Vec<HeaderRow> = fetch(
         conn,
         scope,
-        "SELECT proxy_host_id, location_id, direction, name, value, action
-         FROM header_rules ORDER BY position",
+        "header_rules",
+        "proxy_host_id, location_id, direction, name, value, action",
+        "position",
         |kind| match kind {
             EntityKind::ProxyHost => Some(
-                "SELECT proxy_host_id, location_id, direction, name, value, action
-                 FROM header_rules WHERE proxy_host_id = $1
-                    OR location_id IN (SELECT id FROM locations WHERE proxy_host_id = $1)
-                 ORDER BY position",
+                "WHERE proxy_host_id = $1 OR location_id IN (SELECT id FROM locations WHERE proxy_host_id = $1)",
             ),
             _ => None,
-        },
-    )
+        })
     .await?;
     for r in rows {
         let mut rule = HeaderRule::set(r.name, r.value);
@@ -264,29 +311,21 @@ async fn children(conn: &mut PgConnection, scope: Scope) -> Result<Children, Sto
     let rows: Vec<FilterRow> = fetch(
         conn,
         scope,
-        "SELECT proxy_host_id, location_id, redirection_host_id, dead_host_id, kind, config, priority
-         FROM filters ORDER BY position",
+        "filters",
+        "proxy_host_id, location_id, redirection_host_id, dead_host_id, kind, config, priority",
+        "position",
         |kind| match kind {
             EntityKind::ProxyHost => Some(
-                "SELECT proxy_host_id, location_id, redirection_host_id, dead_host_id, kind, config,
-                        priority
-                 FROM filters WHERE proxy_host_id = $1
-                    OR location_id IN (SELECT id FROM locations WHERE proxy_host_id = $1)
-                 ORDER BY position",
+                "WHERE proxy_host_id = $1 OR location_id IN (SELECT id FROM locations WHERE proxy_host_id = $1)",
             ),
             EntityKind::RedirectionHost => Some(
-                "SELECT proxy_host_id, location_id, redirection_host_id, dead_host_id, kind, config,
-                        priority
-                 FROM filters WHERE redirection_host_id = $1 ORDER BY position",
+                "WHERE redirection_host_id = $1",
             ),
             EntityKind::DeadHost => Some(
-                "SELECT proxy_host_id, location_id, redirection_host_id, dead_host_id, kind, config,
-                        priority
-                 FROM filters WHERE dead_host_id = $1 ORDER BY position",
+                "WHERE dead_host_id = $1",
             ),
             _ => None,
-        },
-    )
+        })
     .await?;
     for r in rows {
         let mut spec = FilterSpec::new(r.kind, from_json(&r.config, "filter config")?);
@@ -312,21 +351,13 @@ async fn children(conn: &mut PgConnection, scope: Scope) -> Result<Children, Sto
     let rows: Vec<DomainRow> = fetch(
         conn,
         scope,
-        "SELECT name, proxy_host_id, redirection_host_id, dead_host_id
-         FROM domain_names ORDER BY position",
+        "domain_names",
+        "name, proxy_host_id, redirection_host_id, dead_host_id",
+        "position",
         |kind| match kind {
-            EntityKind::ProxyHost => Some(
-                "SELECT name, proxy_host_id, redirection_host_id, dead_host_id
-                 FROM domain_names WHERE proxy_host_id = $1 ORDER BY position",
-            ),
-            EntityKind::RedirectionHost => Some(
-                "SELECT name, proxy_host_id, redirection_host_id, dead_host_id
-                 FROM domain_names WHERE redirection_host_id = $1 ORDER BY position",
-            ),
-            EntityKind::DeadHost => Some(
-                "SELECT name, proxy_host_id, redirection_host_id, dead_host_id
-                 FROM domain_names WHERE dead_host_id = $1 ORDER BY position",
-            ),
+            EntityKind::ProxyHost => Some("WHERE proxy_host_id = $1"),
+            EntityKind::RedirectionHost => Some("WHERE redirection_host_id = $1"),
+            EntityKind::DeadHost => Some("WHERE dead_host_id = $1"),
             _ => None,
         },
     )
@@ -344,7 +375,7 @@ async fn children(conn: &mut PgConnection, scope: Scope) -> Result<Children, Sto
 }
 
 /// The stored revision.
-pub(crate) async fn revision(conn: &mut PgConnection) -> Result<u64, StoreError> {
+pub(crate) async fn revision(conn: &mut Conn) -> Result<u64, StoreError> {
     let rev: i64 = sqlx::query_scalar("SELECT revision FROM meta WHERE id = 1")
         .fetch_one(&mut *conn)
         .await
@@ -354,10 +385,7 @@ pub(crate) async fn revision(conn: &mut PgConnection) -> Result<u64, StoreError>
 
 /// Loads the whole config, or one entity of it. Run it inside a
 /// transaction for a consistent snapshot.
-pub(crate) async fn load_config(
-    conn: &mut PgConnection,
-    scope: Scope,
-) -> Result<Config, StoreError> {
+pub(crate) async fn load_config(conn: &mut Conn, scope: Scope) -> Result<Config, StoreError> {
     let mut ch = children(conn, scope).await?;
     let mut config = Config::new();
 
@@ -366,14 +394,10 @@ pub(crate) async fn load_config(
     let rows: Vec<(i64, String, String)> = fetch(
         conn,
         scope,
-        "SELECT access_list_id, action, address FROM access_list_rules
-         ORDER BY access_list_id, position",
-        |kind| {
-            (kind == EntityKind::AccessList).then_some(
-            "SELECT access_list_id, action, address FROM access_list_rules WHERE access_list_id = $1
-         ORDER BY access_list_id, position",
-        )
-        },
+        "access_list_rules",
+        "access_list_id, action, address",
+        "access_list_id, position",
+        |kind| (kind == EntityKind::AccessList).then_some("WHERE access_list_id = $1"),
     )
     .await?;
     for (id, action, address) in rows {
@@ -386,12 +410,10 @@ pub(crate) async fn load_config(
     let rows: Vec<(i64, String, String)> = fetch(
         conn,
         scope,
-        "SELECT access_list_id, username, password_hash FROM access_list_users
-         ORDER BY access_list_id, position",
-        |kind| (kind == EntityKind::AccessList).then_some(
-            "SELECT access_list_id, username, password_hash FROM access_list_users WHERE access_list_id = $1
-         ORDER BY access_list_id, position",
-        ),
+        "access_list_users",
+        "access_list_id, username, password_hash",
+        "access_list_id, position",
+        |kind| (kind == EntityKind::AccessList).then_some("WHERE access_list_id = $1"),
     )
     .await?;
     for (id, username, password_hash) in rows {
@@ -400,24 +422,24 @@ pub(crate) async fn load_config(
             password_hash,
         });
     }
-    let rows: Vec<(i64, String, String, String, bool)> = fetch(
+    let rows: Vec<AccessListRow> = fetch(
         conn,
         scope,
-        "SELECT id, name, default_action, satisfy, pass_auth FROM access_lists ORDER BY id",
-        |kind| (kind == EntityKind::AccessList).then_some(
-            "SELECT id, name, default_action, satisfy, pass_auth FROM access_lists WHERE id = $1 ORDER BY id",
-        ),
+        "access_lists",
+        "id, name, default_action, satisfy, pass_auth",
+        "id",
+        |kind| (kind == EntityKind::AccessList).then_some("WHERE id = $1"),
     )
     .await?;
-    for (id, name, default_action, satisfy, pass_auth) in rows {
+    for r in rows {
         config.access_lists.push(AccessList {
-            id,
-            name,
-            rules: take(&mut rules, id),
-            default_action: enum_from_str(&default_action, "access list default_action")?,
-            users: take(&mut users, id),
-            satisfy: enum_from_str(&satisfy, "access list satisfy")?,
-            pass_auth,
+            id: r.id,
+            name: r.name,
+            rules: take(&mut rules, r.id),
+            default_action: enum_from_str(&r.default_action, "access list default_action")?,
+            users: take(&mut users, r.id),
+            satisfy: enum_from_str(&r.satisfy, "access list satisfy")?,
+            pass_auth: r.pass_auth,
         });
     }
 
@@ -426,10 +448,10 @@ pub(crate) async fn load_config(
     let rows: Vec<(i64, String)> = fetch(
         conn,
         scope,
-        "SELECT certificate_id, name FROM certificate_domains ORDER BY certificate_id, position",
-        |kind| (kind == EntityKind::Certificate).then_some(
-            "SELECT certificate_id, name FROM certificate_domains WHERE certificate_id = $1 ORDER BY certificate_id, position",
-        ),
+        "certificate_domains",
+        "certificate_id, name",
+        "certificate_id, position",
+        |kind| (kind == EntityKind::Certificate).then_some("WHERE certificate_id = $1"),
     )
     .await?;
     for (id, name) in rows {
@@ -438,10 +460,10 @@ pub(crate) async fn load_config(
     let rows: Vec<(i64, String, String, String, String)> = fetch(
         conn,
         scope,
-        "SELECT id, name, source, certificate_pem, private_key_pem FROM certificates ORDER BY id",
-        |kind| (kind == EntityKind::Certificate).then_some(
-            "SELECT id, name, source, certificate_pem, private_key_pem FROM certificates WHERE id = $1 ORDER BY id",
-        ),
+        "certificates",
+        "id, name, source, certificate_pem, private_key_pem",
+        "id",
+        |kind| (kind == EntityKind::Certificate).then_some("WHERE id = $1"),
     )
     .await?;
     for (id, name, source, certificate_pem, private_key_pem) in rows {
@@ -459,17 +481,14 @@ pub(crate) async fn load_config(
     let rows: Vec<LocationRow> = fetch(
         conn,
         scope,
-        "SELECT id, proxy_host_id, path, match_kind, balancing, forward_scheme, rewrite,
-                connect_timeout_ms, read_timeout_ms, write_timeout_ms
-         FROM locations ORDER BY proxy_host_id, position",
+        "locations",
+        "id, proxy_host_id, path, match_kind, balancing, forward_scheme, rewrite, connect_timeout_ms, read_timeout_ms, write_timeout_ms",
+        "proxy_host_id, position",
         |kind| {
             (kind == EntityKind::ProxyHost).then_some(
-                "SELECT id, proxy_host_id, path, match_kind, balancing, forward_scheme, rewrite,
-                connect_timeout_ms, read_timeout_ms, write_timeout_ms
-         FROM locations WHERE proxy_host_id = $1 ORDER BY proxy_host_id, position",
+                "WHERE proxy_host_id = $1",
             )
-        },
-    )
+        })
     .await?;
     let mut locations: Multi<Location> = HashMap::new();
     for r in rows {
@@ -498,23 +517,14 @@ pub(crate) async fn load_config(
     let rows: Vec<ProxyHostRow> = fetch(
         conn,
         scope,
-        "SELECT id, balancing, forward_scheme, upstream_sni, upstream_verify_tls, health_check,
-                passive_max_fails, passive_fail_timeout_ms, retries, connect_timeout_ms,
-                read_timeout_ms, write_timeout_ms, max_body_size, allow_websocket_upgrade,
-                access_list_id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains,
-                http2_support, block_exploits, enabled
-         FROM proxy_hosts ORDER BY id",
+        "proxy_hosts",
+        "id, balancing, forward_scheme, upstream_sni, upstream_verify_tls, health_check, passive_max_fails, passive_fail_timeout_ms, retries, connect_timeout_ms, read_timeout_ms, write_timeout_ms, max_body_size, allow_websocket_upgrade, access_list_id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, http2_support, block_exploits, enabled",
+        "id",
         |kind| {
             (kind == EntityKind::ProxyHost).then_some(
-            "SELECT id, balancing, forward_scheme, upstream_sni, upstream_verify_tls, health_check,
-                passive_max_fails, passive_fail_timeout_ms, retries, connect_timeout_ms,
-                read_timeout_ms, write_timeout_ms, max_body_size, allow_websocket_upgrade,
-                access_list_id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains,
-                http2_support, block_exploits, enabled
-         FROM proxy_hosts WHERE id = $1 ORDER BY id",
+            "WHERE id = $1",
         )
-        },
-    )
+        })
     .await?;
     config.proxy_hosts.reserve(rows.len());
     for r in rows {
@@ -562,17 +572,14 @@ pub(crate) async fn load_config(
     let rows: Vec<RedirectionHostRow> = fetch(
         conn,
         scope,
-        "SELECT id, status, forward_scheme, forward_domain, preserve_path, certificate_id,
-                ssl_forced, hsts_enabled, hsts_subdomains, block_exploits, enabled
-         FROM redirection_hosts ORDER BY id",
+        "redirection_hosts",
+        "id, status, forward_scheme, forward_domain, preserve_path, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, block_exploits, enabled",
+        "id",
         |kind| {
             (kind == EntityKind::RedirectionHost).then_some(
-                "SELECT id, status, forward_scheme, forward_domain, preserve_path, certificate_id,
-                ssl_forced, hsts_enabled, hsts_subdomains, block_exploits, enabled
-         FROM redirection_hosts WHERE id = $1 ORDER BY id",
+                "WHERE id = $1",
             )
-        },
-    )
+        })
     .await?;
     for r in rows {
         config.redirection_hosts.push(RedirectionHost {
@@ -599,14 +606,10 @@ pub(crate) async fn load_config(
     let rows: Vec<DeadHostRow> = fetch(
         conn,
         scope,
-        "SELECT id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, enabled
-         FROM dead_hosts ORDER BY id",
-        |kind| {
-            (kind == EntityKind::DeadHost).then_some(
-                "SELECT id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, enabled
-         FROM dead_hosts WHERE id = $1 ORDER BY id",
-            )
-        },
+        "dead_hosts",
+        "id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, enabled",
+        "id",
+        |kind| (kind == EntityKind::DeadHost).then_some("WHERE id = $1"),
     )
     .await?;
     for r in rows {
@@ -626,17 +629,14 @@ pub(crate) async fn load_config(
     let rows: Vec<StreamRow> = fetch(
         conn,
         scope,
-        "SELECT id, incoming_port, bind_address, protocol, balancing, access_list_id,
-                certificate_id, proxy_protocol, idle_timeout_ms, enabled
-         FROM streams ORDER BY id",
+        "streams",
+        "id, incoming_port, bind_address, protocol, balancing, access_list_id, certificate_id, proxy_protocol, idle_timeout_ms, enabled",
+        "id",
         |kind| {
             (kind == EntityKind::Stream).then_some(
-                "SELECT id, incoming_port, bind_address, protocol, balancing, access_list_id,
-                certificate_id, proxy_protocol, idle_timeout_ms, enabled
-         FROM streams WHERE id = $1 ORDER BY id",
+                "WHERE id = $1",
             )
-        },
-    )
+        })
     .await?;
     for r in rows {
         config.streams.push(Stream {
@@ -664,7 +664,7 @@ pub(crate) async fn load_config(
 }
 
 /// Loads the settings rows into [`Settings`]; missing keys take defaults.
-pub(crate) async fn load_settings(conn: &mut PgConnection) -> Result<Settings, StoreError> {
+pub(crate) async fn load_settings(conn: &mut Conn) -> Result<Settings, StoreError> {
     let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM settings")
         .fetch_all(&mut *conn)
         .await

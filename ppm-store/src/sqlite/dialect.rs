@@ -1,0 +1,71 @@
+//! What the SQLite backend does differently from PostgreSQL; the code both
+//! share (`src/shared/`) is compiled here against these items.
+
+use ppm_core::config::Id;
+use ppm_core::error::StoreError;
+
+use crate::codec::from_json;
+use crate::error::backend;
+
+pub(super) use sqlx::SqliteConnection as Conn;
+
+/// What a row type of `shared/read.rs` must be to be loaded by [`select`].
+pub(super) trait Row: serde::de::DeserializeOwned {}
+
+impl<T: serde::de::DeserializeOwned> Row for T {}
+
+/// The rows of `table` (all, or those `filter` selects with `$1` bound to
+/// its id), as `cols` in `order`.
+///
+/// One query returns the rows as one JSON array of arrays, built by SQLite
+/// (`json_group_array`), parsed with serde: decoding tens of thousands of
+/// rows one driver row at a time costs several times more than the
+/// database's own work.
+pub(super) async fn select<R: Row>(
+    conn: &mut Conn,
+    table: &'static str,
+    cols: &'static str,
+    order: &'static str,
+    filter: Option<(&'static str, Id)>,
+) -> Result<Vec<R>, StoreError> {
+    let (filter, id) = match filter {
+        Some((filter, id)) => (filter, Some(id)),
+        None => ("", None),
+    };
+    // Built from the constants of `shared/read.rs` only.
+    let sql = format!(
+        "SELECT json_group_array(json_array({cols}) ORDER BY {order}) FROM {table} {filter}"
+    );
+    let query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+    let query = match id {
+        Some(id) => query.bind(id),
+        None => query,
+    };
+    let json = query.fetch_one(&mut *conn).await.map_err(backend)?;
+    from_json(&json, table)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use sqlx::Connection;
+
+    use super::Conn;
+
+    /// The shared statements use `$n` placeholders, out of order and
+    /// repeated; SQLite itself numbers `$n` parameters by first appearance,
+    /// sqlx binds them by the number in the name.
+    #[tokio::test]
+    async fn dollar_placeholders_bind_by_number() {
+        let mut conn = Conn::connect("sqlite::memory:").await.unwrap();
+        let got: (String, i64, Option<i64>) = sqlx::query_as("SELECT $2 || $1, $3 + $3, $4")
+            .bind("a")
+            .bind("b")
+            .bind(20i64)
+            .bind(None::<i64>)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(got, ("ba".to_owned(), 40, None));
+    }
+}

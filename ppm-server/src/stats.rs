@@ -37,8 +37,6 @@ pub struct StatsService {
     node_id: String,
     /// Counters as the last successful rollup stored them.
     stored: Mutex<HashMap<SeriesKey, Counts>>,
-    /// This node's totals in the database when this process started.
-    base: Mutex<HashMap<SeriesKey, Counts>>,
     samples: Mutex<VecDeque<(Instant, Counts)>>,
     rollup_lock: tokio::sync::Mutex<()>,
     interval: Duration,
@@ -88,9 +86,6 @@ pub struct ClusterTotals {
     /// Every node that recorded statistics, by id: what the database holds,
     /// and for this node its counters up to now.
     pub nodes: Vec<NodeShare>,
-    /// Whether `nodes` covers every node; false when the database could not
-    /// be read, and `nodes` holds this node alone.
-    pub complete: bool,
 }
 
 impl ClusterTotals {
@@ -108,7 +103,8 @@ impl ClusterTotals {
 }
 
 impl StatsService {
-    /// The service of node `node_id`; loads its stored totals.
+    /// The service of node `node_id`; checks that the stored totals can
+    /// be read.
     pub async fn new(
         engine: EngineHandle,
         store: Arc<AnyStore>,
@@ -116,22 +112,16 @@ impl StatsService {
         interval: Duration,
         retention: Retention,
     ) -> anyhow::Result<Arc<Self>> {
-        let nodes = store
+        store
             .stats()
             .totals_by_node()
             .await
             .map_err(|e| anyhow::anyhow!("reading the traffic totals: {e}"))?;
-        let base = nodes
-            .into_iter()
-            .find(|n| n.node_id == node_id)
-            .map(series_map)
-            .unwrap_or_default();
         Ok(Arc::new(StatsService {
             engine,
             store,
             node_id,
             stored: Mutex::new(HashMap::new()),
-            base: Mutex::new(base),
             samples: Mutex::new(VecDeque::new()),
             rollup_lock: tokio::sync::Mutex::new(()),
             interval,
@@ -182,29 +172,12 @@ impl StatsService {
     /// Totals since the statistics began, per node: every node's totals
     /// in the database, and for this node what it has not rolled up yet
     /// too, so the sum is exact for this node and as of their last rollup
-    /// for the others. When the database cannot be read, this node alone
-    /// (its totals at startup plus its counters since).
-    pub async fn cluster_totals(&self) -> ClusterTotals {
+    /// for the others.
+    pub async fn cluster_totals(&self) -> Result<ClusterTotals, ppm_store::WriteError> {
         // No rollup may commit between reading the database and reading
         // what was rolled up, or its counts would be missed or doubled.
         let _guard = self.rollup_lock.lock().await;
-        let nodes = match self.store.stats().totals_by_node().await {
-            Ok(nodes) => nodes,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the traffic totals of every node failed; answering with this node's");
-                let mut series = self.base.lock().map(|b| b.clone()).unwrap_or_default();
-                add_all(&mut series, self.current());
-                return ClusterTotals {
-                    nodes: vec![NodeShare {
-                        node_id: self.node_id.clone(),
-                        this_node: true,
-                        last_rollup: None,
-                        series,
-                    }],
-                    complete: false,
-                };
-            }
-        };
+        let nodes = self.store.stats().totals_by_node().await?;
         let pending = self.pending();
         let mut out: Vec<NodeShare> = Vec::with_capacity(nodes.len() + 1);
         let mut me = None;
@@ -236,10 +209,7 @@ impl StatsService {
                 out.sort_by(|a, b| a.node_id.cmp(&b.node_id));
             }
         }
-        ClusterTotals {
-            nodes: out,
-            complete: true,
-        }
+        Ok(ClusterTotals { nodes: out })
     }
 
     /// This process' counters that no rollup has stored yet.

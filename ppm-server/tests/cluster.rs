@@ -451,7 +451,6 @@ async fn two_nodes_record_statistics_and_every_node_sums_them() {
     let s = wait_for_summary(a, &token, idle(7)).await;
     // Before any rollup, A knows only its own counts.
     assert_eq!(s["node_id"], "node-a");
-    assert_eq!(s["cluster_wide"], true);
     assert_eq!(s["totals"]["requests"], 7, "{s}");
     assert_eq!(shares(&s), shares_of(&[("node-a", 7, 0)]), "{s}");
     assert_eq!(s["nodes"][0]["last_rollup"], Value::Null);
@@ -849,4 +848,29 @@ async fn database_outage_keeps_serving_and_writes_fail_fast() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(a.serves("before.test").await);
+
+    // Rollups work again and hold every request, those of the outage too.
+    for node in [&a, &b] {
+        let r = node.call("POST", "/api/stats/rollup", &token, None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let sa = wait_for_summary(&a, &token, |s| s["active_requests"] == 0).await;
+    let sb = wait_for_summary(&b, &token, |s| s["active_requests"] == 0).await;
+    let (na, nb) = (
+        sa["since_start"]["requests"].as_u64().unwrap(),
+        sb["since_start"]["requests"].as_u64().unwrap(),
+    );
+    for s in [&sa, &sb] {
+        assert_eq!(s["totals"]["requests"].as_u64(), Some(na + nb), "{s}");
+        let mut shares: Vec<u64> = s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["totals"]["requests"].as_u64().unwrap())
+            .collect();
+        shares.sort_unstable();
+        let mut want = vec![na, nb];
+        want.sort_unstable();
+        assert_eq!(shares, want, "{s}");
+    }
 }

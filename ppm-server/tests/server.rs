@@ -2246,7 +2246,6 @@ async fn traffic_stats_metrics_and_access_logs() {
     // One node, this one (its id kept in the data directory), holds them.
     let me = s["node_id"].as_str().unwrap();
     assert!(me.starts_with("node-"), "{s}");
-    assert_eq!(s["cluster_wide"], true);
     assert_eq!(s["nodes"].as_array().unwrap().len(), 1, "{s}");
     assert_eq!(s["nodes"][0]["node_id"], me);
     assert_eq!(s["nodes"][0]["this_node"], true);

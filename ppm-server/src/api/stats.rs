@@ -124,10 +124,6 @@ pub struct Summary {
     pub node_id: String,
     /// Each node's share of `totals` and `streams`, by node id.
     pub nodes: Vec<NodeTotalsView>,
-    /// Whether `totals`, `streams`, the top lists and `nodes` cover every
-    /// node; false when the database could not be read, and they then cover
-    /// this node alone (its stored totals at startup plus its counters).
-    pub cluster_wide: bool,
 }
 
 fn host_names(service: &StatsService) -> HashMap<String, String> {
@@ -150,7 +146,7 @@ pub(super) async fn summary(
     let top = q.top.unwrap_or(10).min(100);
     let s = &state.stats;
     let current = s.current();
-    let cluster: ClusterTotals = s.cluster_totals().await;
+    let cluster: ClusterTotals = s.cluster_totals().await?;
     let totals = cluster.sum();
     let since_start = StatsService::host_sum(&current);
     let engine_stats = s.engine().stats();
@@ -238,7 +234,6 @@ pub(super) async fn summary(
         series_available: true,
         node_id: s.node_id().to_owned(),
         nodes,
-        cluster_wide: cluster.complete,
     }))
 }
 

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use regex::{Regex, RegexBuilder};
-use serde_json::json;
 
 use crate::config::{
     Balancing, Config, DefaultSite, FilterSpec, HashKey, HeaderRule, HealthCheck, HealthCheckKind,
@@ -22,7 +21,7 @@ use crate::config::{
 };
 use crate::error::{ConfigError, FieldError};
 use crate::filter::{
-    kinds, BuildContext, FilterChain, FilterEntry, FilterRegistry, FilterResponse, RouteKind,
+    BuildContext, FilterChain, FilterEntry, FilterRegistry, FilterResponse, ModelFilter, RouteKind,
 };
 use crate::forwarded::TrustedProxies;
 use crate::router::{HostTable, LocationMatcher, PathPattern};
@@ -236,7 +235,7 @@ pub struct CompileOptions<'a> {
 /// checks every entry point (API, import) should run before storing.
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
     let mut errs = Errors::default();
-    check_model(config, true, &mut errs);
+    let _ = check_model(config, true, &mut errs);
     errs.finish()
 }
 
@@ -258,7 +257,7 @@ pub fn compile_owned(
     let revision = snapshot.revision;
     let config = Arc::new(snapshot.config);
     let mut errs = Errors::default();
-    check_model(&config, false, &mut errs);
+    let names = check_model(&config, false, &mut errs);
     if !errs.0.is_empty() {
         // The compiler will not run, so check the regexes here too (the
         // slow path only: a valid config builds each regex once).
@@ -271,8 +270,9 @@ pub fn compile_owned(
         opts,
         errs,
         groups: GroupMap::default(),
+        previous_regexes: None,
     };
-    let out = c.run(revision, config.clone());
+    let out = c.run(revision, config.clone(), &names);
     c.errs.finish()?;
     out.ok_or_else(|| ConfigError::single("", "compilation failed"))
 }
@@ -303,7 +303,8 @@ impl Errors {
     }
 }
 
-type NameOwners<'a> = std::collections::HashMap<std::borrow::Cow<'a, str>, Idx>;
+type NameOwners<'a> =
+    std::collections::HashMap<std::borrow::Cow<'a, str>, Idx, foldhash::fast::RandomState>;
 
 fn check_names<'a>(
     names: &mut NameOwners<'a>,
@@ -336,12 +337,16 @@ fn check_names<'a>(
     }
 }
 
-fn check_model(config: &Config, check_regex: bool, errs: &mut Errors) {
+/// Checks the model; returns the enabled hosts' names, normalised, with
+/// the host owning each.
+fn check_model<'a>(config: &'a Config, check_regex: bool, errs: &mut Errors) -> NameOwners<'a> {
     let allow_ll = config.settings.allow_link_local_upstreams;
     let cert_ids: HashSet<Id> = config.certificates.iter().map(|c| c.id).collect();
     let acl_ids: HashSet<Id> = config.access_lists.iter().map(|a| a.id).collect();
-    let mut names: NameOwners<'_> =
-        std::collections::HashMap::with_capacity(config.proxy_hosts.len() * 2);
+    let mut names: NameOwners<'_> = std::collections::HashMap::with_capacity_and_hasher(
+        config.proxy_hosts.len() * 2,
+        Default::default(),
+    );
     let check_cert = |id: Option<Id>, path: &dyn fmt::Display, errs: &mut Errors| {
         if let Some(id) = id {
             if !cert_ids.contains(&id) {
@@ -556,6 +561,7 @@ fn check_model(config: &Config, check_regex: bool, errs: &mut Errors) {
         }
         _ => {}
     }
+    names
 }
 
 fn check_upstreams(ups: &[Upstream], p: &dyn fmt::Display, allow_ll: bool, errs: &mut Errors) {
@@ -755,10 +761,88 @@ struct Compiler<'a> {
     opts: CompileOptions<'a>,
     errs: Errors,
     groups: GroupMap,
+    /// The previous config's location regexes by pattern, gathered when
+    /// the first regex location is compiled.
+    previous_regexes:
+        Option<std::collections::HashMap<&'a str, Regex, foldhash::fast::RandomState>>,
 }
 
+/// `parent.field` or `parent.field[index]` (just `parent` when `field` is
+/// empty): a field path formatted only when an error needs it.
+#[derive(Clone, Copy)]
+struct Sub<'a> {
+    parent: &'a dyn fmt::Display,
+    field: &'static str,
+    index: Option<usize>,
+}
+
+impl<'a> Sub<'a> {
+    fn field(parent: &'a dyn fmt::Display, field: &'static str) -> Self {
+        Sub {
+            parent,
+            field,
+            index: None,
+        }
+    }
+
+    fn item(parent: &'a dyn fmt::Display, field: &'static str, index: usize) -> Self {
+        Sub {
+            parent,
+            field,
+            index: Some(index),
+        }
+    }
+}
+
+impl fmt::Display for Sub<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.parent.fmt(f)?;
+        if !self.field.is_empty() {
+            write!(f, ".{}", self.field)?;
+        }
+        if let Some(i) = self.index {
+            write!(f, "[{i}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// The model filters of one host or location, each with the field it comes
+/// from (empty for the host itself). A proxy host has at most four
+/// (`block_exploits`, `ssl_forced`, `access_list_id`, headers).
+#[derive(Clone, Copy, Default)]
+struct Implicit<'a> {
+    items: [Option<(ModelFilter<'a>, &'static str)>; 4],
+}
+
+impl<'a> Implicit<'a> {
+    fn push(&mut self, filter: ModelFilter<'a>, field: &'static str) {
+        if let Some(slot) = self.items.iter_mut().find(|s| s.is_none()) {
+            *slot = Some((filter, field));
+        } else {
+            debug_assert!(false, "more model filters than Implicit holds");
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(ModelFilter<'a>, &'static str)> {
+        self.items.iter().flatten()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items[0].is_none()
+    }
+}
+
+/// Marks a host without an entry (disabled, or failed to compile).
+const NO_ENTRY: u32 = u32::MAX;
+
 impl Compiler<'_> {
-    fn run(&mut self, revision: u64, source: Arc<Config>) -> Option<CompiledConfig> {
+    fn run(
+        &mut self,
+        revision: u64,
+        source: Arc<Config>,
+        names: &NameOwners<'_>,
+    ) -> Option<CompiledConfig> {
         let config = self.config;
         let trusted = TrustedProxies::new(
             config
@@ -769,25 +853,26 @@ impl Compiler<'_> {
         );
         let mut global_entries: Vec<FilterEntry> = self.opts.global_filters.to_vec();
         for (i, spec) in config.settings.filters.iter().enumerate() {
-            if let Some(e) = self.build_filter(spec, &format!("settings.filters[{i}]")) {
+            if let Some(e) = self.build_filter(spec, &format_args!("settings.filters[{i}]")) {
                 global_entries.push(e);
             }
         }
         let global = FilterChain::new(global_entries.clone());
 
-        let mut hosts = HostTable::new();
-        let mut entries: Vec<HostEntry> = Vec::new();
-        let mut proxy_entry_by_id = std::collections::HashMap::new();
+        let mut entries: Vec<HostEntry> = Vec::with_capacity(
+            config.proxy_hosts.len() + config.redirection_hosts.len() + config.dead_hosts.len() + 1,
+        );
+        // The entry of each host, by kind and position.
+        let mut proxy_entry = vec![NO_ENTRY; config.proxy_hosts.len()];
+        let mut redirection_entry = vec![NO_ENTRY; config.redirection_hosts.len()];
+        let mut dead_entry = vec![NO_ENTRY; config.dead_hosts.len()];
 
         for (i, h) in config.proxy_hosts.iter().enumerate() {
             if !h.enabled {
                 continue;
             }
-            let p = format!("proxy_hosts[{i}]");
-            if let Some(entry) = self.proxy_host(h, &p, &global_entries) {
-                let idx = entries.len() as u32;
-                proxy_entry_by_id.insert(h.id, idx as usize);
-                self.add_names(&mut hosts, &h.domain_names, idx);
+            if let Some(entry) = self.proxy_host(h, &Idx("proxy_hosts", i), &global_entries) {
+                proxy_entry[i] = entries.len() as u32;
                 entries.push(entry);
             }
         }
@@ -795,29 +880,25 @@ impl Compiler<'_> {
             if !h.enabled {
                 continue;
             }
-            let p = format!("redirection_hosts[{i}]");
-            let mut specs = tls_specs(
-                &p,
+            let p = Idx("redirection_hosts", i);
+            let domain = validate::host_port(&h.forward_domain).unwrap_or_default();
+            let mut implicit = tls_specs(
                 h.block_exploits,
                 h.ssl_forced,
                 h.hsts_enabled,
                 h.hsts_subdomains,
             );
-            specs.push((
-                FilterSpec::new(
-                    kinds::REDIRECT,
-                    json!({
-                        "status": h.status,
-                        "scheme": h.forward_scheme.map(Scheme::as_str),
-                        "domain": validate::host_port(&h.forward_domain).unwrap_or_default(),
-                        "preserve_path": h.preserve_path,
-                    }),
-                ),
-                p.clone(),
-            ));
-            let chain = self.chain(&global_entries, specs, &h.filters, &format!("{p}.filters"));
-            let idx = entries.len() as u32;
-            self.add_names(&mut hosts, &h.domain_names, idx);
+            implicit.push(
+                ModelFilter::Redirect {
+                    status: h.status,
+                    scheme: h.forward_scheme,
+                    domain: &domain,
+                    preserve_path: h.preserve_path,
+                },
+                "",
+            );
+            let chain = self.chain(&global_entries, &implicit, &h.filters, &p);
+            redirection_entry[i] = entries.len() as u32;
             entries.push(HostEntry {
                 kind: RouteKind::Redirection,
                 id: h.id,
@@ -830,11 +911,10 @@ impl Compiler<'_> {
             if !h.enabled {
                 continue;
             }
-            let p = format!("dead_hosts[{i}]");
-            let specs = tls_specs(&p, false, h.ssl_forced, h.hsts_enabled, h.hsts_subdomains);
-            let chain = self.chain(&global_entries, specs, &h.filters, &format!("{p}.filters"));
-            let idx = entries.len() as u32;
-            self.add_names(&mut hosts, &h.domain_names, idx);
+            let p = Idx("dead_hosts", i);
+            let implicit = tls_specs(false, h.ssl_forced, h.hsts_enabled, h.hsts_subdomains);
+            let chain = self.chain(&global_entries, &implicit, &h.filters, &p);
+            dead_entry[i] = entries.len() as u32;
             entries.push(HostEntry {
                 kind: RouteKind::Dead,
                 id: h.id,
@@ -844,10 +924,32 @@ impl Compiler<'_> {
             });
         }
 
+        // Every enabled host's names, normalised once by the model check.
+        let mut hosts = HostTable::new();
+        for (name, owner) in names {
+            let table = match owner.0 {
+                "proxy_hosts" => &proxy_entry,
+                "redirection_hosts" => &redirection_entry,
+                _ => &dead_entry,
+            };
+            match table.get(owner.1) {
+                Some(&idx) if idx != NO_ENTRY => {
+                    // Uniqueness was checked with the names.
+                    let _ = hosts.insert(name, idx);
+                }
+                _ => {}
+            }
+        }
+
         let default_entry = match &config.settings.default_site {
-            DefaultSite::Host { host_id } => match proxy_entry_by_id.get(host_id) {
-                Some(&i) => i,
-                None => {
+            DefaultSite::Host { host_id } => match config
+                .proxy_hosts
+                .iter()
+                .position(|h| h.id == *host_id)
+                .and_then(|i| proxy_entry.get(i))
+            {
+                Some(&i) if i != NO_ENTRY => i as usize,
+                _ => {
                     self.errs.push(
                         "settings.default_site.host_id",
                         format!("enabled proxy host {host_id} does not exist"),
@@ -877,7 +979,24 @@ impl Compiler<'_> {
             }
         };
 
-        let certs = match CertificateTable::build(config, self.opts.previous.map(|p| &p.certs)) {
+        let served = names.iter().filter_map(|(name, owner)| {
+            let (h2, cert) = match owner.0 {
+                "proxy_hosts" => config
+                    .proxy_hosts
+                    .get(owner.1)
+                    .map(|h| (h.http2_support, h.certificate_id))?,
+                "redirection_hosts" => {
+                    (true, config.redirection_hosts.get(owner.1)?.certificate_id)
+                }
+                _ => (true, config.dead_hosts.get(owner.1)?.certificate_id),
+            };
+            Some((name.as_ref(), h2, cert))
+        });
+        let certs = match CertificateTable::build_served(
+            config,
+            self.opts.previous.map(|p| &p.certs),
+            served,
+        ) {
             Ok(t) => t,
             Err(errs) => {
                 self.errs.0.extend(errs);
@@ -904,58 +1023,63 @@ impl Compiler<'_> {
         })
     }
 
-    fn add_names(&mut self, table: &mut HostTable, names: &[String], idx: u32) {
-        for n in names {
-            // Validity and uniqueness were checked already; normalise again.
-            if let Ok(n) = validate::domain_name(n) {
-                let _ = table.insert(&n, idx);
-            }
-        }
-    }
-
-    fn proxy_host(&mut self, h: &ProxyHost, p: &str, global: &[FilterEntry]) -> Option<HostEntry> {
+    fn proxy_host(
+        &mut self,
+        h: &ProxyHost,
+        p: &dyn fmt::Display,
+        global: &[FilterEntry],
+    ) -> Option<HostEntry> {
         let base_timeouts = ResolvedTimeouts::from(&h.timeouts, &ResolvedTimeouts::default());
         let group = self.group(
             &h.upstreams,
             &h.balancing,
             h.forward_scheme,
             h,
-            &format!("{p}.upstreams"),
+            &Sub::field(p, "upstreams"),
         )?;
         let hash_key = hash_key_of(&h.balancing);
-        let mut specs = tls_specs(
-            p,
+        let mut implicit = tls_specs(
             h.block_exploits,
             h.ssl_forced,
             h.hsts_enabled,
             h.hsts_subdomains,
         );
-        if let Some(id) = h.access_list_id {
-            specs.push((
-                FilterSpec::new(kinds::ACCESS_LIST, json!({ "access_list_id": id })),
-                format!("{p}.access_list_id"),
-            ));
+        if let Some(access_list_id) = h.access_list_id {
+            implicit.push(ModelFilter::AccessList { access_list_id }, "access_list_id");
         }
         if !h.request_headers.is_empty() || !h.response_headers.is_empty() {
-            specs.push((
-                FilterSpec::new(
-                    kinds::HEADERS,
-                    json!({"request": h.request_headers, "response": h.response_headers}),
-                ),
-                format!("{p}.request_headers"),
-            ));
+            implicit.push(
+                ModelFilter::Headers {
+                    request: &h.request_headers,
+                    response: &h.response_headers,
+                },
+                "request_headers",
+            );
         }
-        let host_entries = self.entries(global, specs, &h.filters, &format!("{p}.filters"));
-        let chain = FilterChain::new(host_entries.clone());
+        let host_entries = self.entries(global, &implicit, &h.filters, p);
+        // Locations with filters of their own extend the host's entries;
+        // the others share the host's chain.
+        let own_filters = |l: &Location| {
+            !l.filters.is_empty() || !l.request_headers.is_empty() || !l.response_headers.is_empty()
+        };
+        let (chain, host_entries) = if h.locations.iter().any(own_filters) {
+            (FilterChain::new(host_entries.clone()), host_entries)
+        } else {
+            (FilterChain::new(host_entries), Vec::new())
+        };
 
-        let mut patterns = Vec::new();
-        let mut location_routes = Vec::new();
+        let mut patterns = Vec::with_capacity(h.locations.len());
+        let mut location_routes = Vec::with_capacity(h.locations.len());
+        let locations = Sub::field(p, "locations");
         for (j, l) in h.locations.iter().enumerate() {
-            let lp = format!("{p}.locations[{j}]");
+            let lp = Sub {
+                index: Some(j),
+                ..locations
+            };
             let pattern = match l.match_kind {
                 MatchKind::Exact => PathPattern::Exact(l.path.clone()),
                 MatchKind::Prefix => PathPattern::Prefix(l.path.clone()),
-                MatchKind::Regex => match build_regex(&l.path) {
+                MatchKind::Regex => match self.regex(&l.path) {
                     Ok(r) => PathPattern::Regex(r),
                     Err(m) => {
                         self.errs.push(format!("{lp}.path"), m);
@@ -970,21 +1094,21 @@ impl Compiler<'_> {
                     hash_key: hash_key.clone(),
                 }
             } else {
-                let balancing = l.balancing.clone().unwrap_or_else(|| h.balancing.clone());
+                let balancing = l.balancing.as_ref().unwrap_or(&h.balancing);
                 let scheme = l.forward_scheme.unwrap_or(h.forward_scheme);
                 let Some(g) = self.group(
                     &l.upstreams,
-                    &balancing,
+                    balancing,
                     scheme,
                     h,
-                    &format!("{lp}.upstreams"),
+                    &Sub::field(&lp, "upstreams"),
                 ) else {
                     continue;
                 };
                 Upstreaming {
                     group: g,
                     timeouts: ResolvedTimeouts::from(&l.timeouts, &base_timeouts),
-                    hash_key: hash_key_of(&balancing),
+                    hash_key: hash_key_of(balancing),
                 }
             };
             let rewrite = match (&l.rewrite, l.match_kind) {
@@ -995,20 +1119,20 @@ impl Compiler<'_> {
                 },
                 (Some(r), _) => Some(Rewrite::Prefix(r.clone())),
             };
-            let mut specs = Vec::new();
-            if !l.request_headers.is_empty() || !l.response_headers.is_empty() {
-                specs.push((
-                    FilterSpec::new(
-                        kinds::HEADERS,
-                        json!({"request": l.request_headers, "response": l.response_headers}),
-                    ),
-                    format!("{lp}.request_headers"),
-                ));
-            }
-            let loc_chain = if specs.is_empty() && l.filters.is_empty() {
-                chain.clone()
+            let loc_chain = if own_filters(l) {
+                let mut implicit = Implicit::default();
+                if !l.request_headers.is_empty() || !l.response_headers.is_empty() {
+                    implicit.push(
+                        ModelFilter::Headers {
+                            request: &l.request_headers,
+                            response: &l.response_headers,
+                        },
+                        "request_headers",
+                    );
+                }
+                self.chain(&host_entries, &implicit, &l.filters, &lp)
             } else {
-                self.chain(&host_entries, specs, &l.filters, &format!("{lp}.filters"))
+                chain.clone()
             };
             patterns.push((pattern, location_routes.len()));
             location_routes.push(LocationRoute {
@@ -1038,13 +1162,33 @@ impl Compiler<'_> {
         })
     }
 
+    /// The regex for a location `pattern`: the previous config's when it
+    /// had the same pattern (building one costs far more than the rest of
+    /// a location), else a new one.
+    fn regex(&mut self, pattern: &str) -> Result<Regex, String> {
+        let previous = self.opts.previous;
+        let reusable = self.previous_regexes.get_or_insert_with(|| {
+            let mut m = std::collections::HashMap::default();
+            for e in previous.iter().flat_map(|p| &p.entries) {
+                for r in e.proxy.iter().flat_map(|p| p.locations.regexes()) {
+                    m.insert(r.as_str(), r.clone());
+                }
+            }
+            m
+        });
+        match reusable.get(pattern) {
+            Some(r) => Ok(r.clone()),
+            None => build_regex(pattern),
+        }
+    }
+
     fn group(
         &mut self,
         ups: &[Upstream],
         balancing: &Balancing,
         scheme: Scheme,
         h: &ProxyHost,
-        p: &str,
+        p: &dyn fmt::Display,
     ) -> Option<Arc<UpstreamGroup>> {
         let members = self.members(ups, p)?;
         self.group_for(
@@ -1062,7 +1206,7 @@ impl Compiler<'_> {
     }
 
     /// Resolves a group's upstreams; errors are reported at `{p}[j].host`.
-    fn members(&mut self, ups: &[Upstream], p: &str) -> Option<Vec<MemberSpec>> {
+    fn members(&mut self, ups: &[Upstream], p: &dyn fmt::Display) -> Option<Vec<MemberSpec>> {
         let mut members = Vec::with_capacity(ups.len());
         let mut ok = true;
         for (j, u) in ups.iter().enumerate() {
@@ -1091,7 +1235,7 @@ impl Compiler<'_> {
 
     /// The group for `spec`: shared with an equal spec of this config or
     /// reused from the previous one (keeping its health state), else new.
-    fn group_for(&mut self, spec: GroupSpec, p: &str) -> Option<Arc<UpstreamGroup>> {
+    fn group_for(&mut self, spec: GroupSpec, p: &dyn fmt::Display) -> Option<Arc<UpstreamGroup>> {
         if let Some(g) = self.groups.get(&spec) {
             return Some(g.clone());
         }
@@ -1106,7 +1250,7 @@ impl Compiler<'_> {
                 Some(g)
             }
             Err(m) => {
-                self.errs.push(p, m);
+                self.errs.push(p.to_string(), m);
                 None
             }
         }
@@ -1124,12 +1268,12 @@ impl Compiler<'_> {
             if !s.enabled {
                 continue;
             }
-            let p = format!("streams[{i}]");
+            let p = Idx("streams", i);
             let Some(bind) = crate::stream::bind_addr(s) else {
                 // The model check reported it.
                 continue;
             };
-            let Some(members) = self.members(&s.upstreams, &format!("{p}.upstreams")) else {
+            let Some(members) = self.members(&s.upstreams, &Sub::field(&p, "upstreams")) else {
                 continue;
             };
             // TCP streams with a choice of upstreams check them with TCP
@@ -1145,7 +1289,7 @@ impl Compiler<'_> {
                 health_check,
                 passive: crate::config::PassiveHealth::default(),
             };
-            let Some(group) = self.group_for(spec, &format!("{p}.upstreams")) else {
+            let Some(group) = self.group_for(spec, &Sub::field(&p, "upstreams")) else {
                 continue;
             };
             let acl = match s.access_list_id {
@@ -1227,10 +1371,10 @@ impl Compiler<'_> {
         Ok(StreamTls::new(cert.clone(), acceptor))
     }
 
-    fn build_filter(&mut self, spec: &FilterSpec, path: &str) -> Option<FilterEntry> {
+    fn build_filter(&mut self, spec: &FilterSpec, path: &dyn fmt::Display) -> Option<FilterEntry> {
         let Some(factory) = self.opts.registry.get(&spec.kind) else {
             self.errs.push(
-                path,
+                path.to_string(),
                 format!("filter kind `{}` is not registered", spec.kind),
             );
             return None;
@@ -1244,29 +1388,61 @@ impl Compiler<'_> {
                 filter,
             }),
             Err(m) => {
-                self.errs.push(path, m);
+                self.errs.push(path.to_string(), m);
                 None
             }
         }
     }
 
+    fn build_model(
+        &mut self,
+        spec: &ModelFilter<'_>,
+        path: &dyn fmt::Display,
+    ) -> Option<FilterEntry> {
+        let Some(factory) = self.opts.registry.get(spec.kind()) else {
+            self.errs.push(
+                path.to_string(),
+                format!("filter kind `{}` is not registered", spec.kind()),
+            );
+            return None;
+        };
+        let ctx = BuildContext {
+            config: self.config,
+        };
+        match factory.build_model(spec, &ctx) {
+            Ok(filter) => Some(FilterEntry {
+                priority: factory.default_priority(),
+                filter,
+            }),
+            Err(m) => {
+                self.errs.push(path.to_string(), m);
+                None
+            }
+        }
+    }
+
+    /// The entries of a host or location at `p`: its model filters, its
+    /// `filters`, then `base` (the enclosing level's).
     fn entries(
         &mut self,
         base: &[FilterEntry],
-        implicit: Vec<(FilterSpec, String)>,
+        implicit: &Implicit<'_>,
         explicit: &[FilterSpec],
-        explicit_path: &str,
+        p: &dyn fmt::Display,
     ) -> Vec<FilterEntry> {
+        if implicit.is_empty() && explicit.is_empty() {
+            return base.to_vec();
+        }
         // The more specific filters come first, so on equal priority a
         // host's filter runs before a global one (the chain sort is stable).
-        let mut out = Vec::with_capacity(base.len() + implicit.len() + explicit.len());
-        for (spec, path) in implicit {
-            if let Some(e) = self.build_filter(&spec, &path) {
+        let mut out = Vec::with_capacity(base.len() + 4 + explicit.len());
+        for (spec, field) in implicit.iter() {
+            if let Some(e) = self.build_model(spec, &Sub::field(p, field)) {
                 out.push(e);
             }
         }
         for (i, spec) in explicit.iter().enumerate() {
-            if let Some(e) = self.build_filter(spec, &format!("{explicit_path}[{i}]")) {
+            if let Some(e) = self.build_filter(spec, &Sub::item(p, "filters", i)) {
                 out.push(e);
             }
         }
@@ -1277,38 +1453,30 @@ impl Compiler<'_> {
     fn chain(
         &mut self,
         base: &[FilterEntry],
-        implicit: Vec<(FilterSpec, String)>,
+        implicit: &Implicit<'_>,
         explicit: &[FilterSpec],
-        explicit_path: &str,
+        p: &dyn fmt::Display,
     ) -> FilterChain {
-        FilterChain::new(self.entries(base, implicit, explicit, explicit_path))
+        FilterChain::new(self.entries(base, implicit, explicit, p))
     }
 }
 
-/// The filters every host kind gets from its `block_exploits`,
+/// The model filters every host kind gets from its `block_exploits`,
 /// `ssl_forced` and HSTS fields, with the field each comes from.
-fn tls_specs(
-    p: &str,
-    block_exploits: bool,
-    force: bool,
-    hsts: bool,
-    subdomains: bool,
-) -> Vec<(FilterSpec, String)> {
-    let mut specs = Vec::new();
+fn tls_specs<'a>(block_exploits: bool, force: bool, hsts: bool, subdomains: bool) -> Implicit<'a> {
+    let mut specs = Implicit::default();
     if block_exploits {
-        specs.push((
-            FilterSpec::new(kinds::BLOCK_EXPLOITS, json!({})),
-            format!("{p}.block_exploits"),
-        ));
+        specs.push(ModelFilter::BlockExploits, "block_exploits");
     }
     if force || hsts {
-        specs.push((
-            FilterSpec::new(
-                kinds::FORCE_HTTPS,
-                json!({"force_https": force, "hsts": hsts, "hsts_subdomains": subdomains}),
-            ),
-            format!("{p}.ssl_forced"),
-        ));
+        specs.push(
+            ModelFilter::ForceHttps {
+                force_https: force,
+                hsts,
+                hsts_subdomains: subdomains,
+            },
+            "ssl_forced",
+        );
     }
     specs
 }
@@ -1362,6 +1530,7 @@ fn resolve(u: &Upstream, allow_ll: bool) -> Result<SocketAddr, String> {
 mod tests {
     use super::*;
     use crate::config::{ProxyHost, RedirectionHost};
+    use crate::filter::kinds;
 
     fn snap(c: Config) -> Snapshot {
         Snapshot {
@@ -1376,6 +1545,83 @@ mod tests {
             global_filters: &[],
             previous: None,
         }
+    }
+
+    /// A filter that only carries the JSON config it was built from.
+    struct Recorded(String);
+
+    #[async_trait::async_trait]
+    impl crate::filter::Filter for Recorded {
+        fn name(&self) -> &str {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn model_filters_go_through_json_for_json_only_factories_and_errors_name_their_field() {
+        use crate::config::HeaderRule;
+        // Factories registered with register_fn know only JSON: the model
+        // form reaches them as the kind's documented config.
+        let mut reg = FilterRegistry::new();
+        reg.register_fn(kinds::HEADERS, 0, |v: serde_json::Value, _| {
+            let ok = v["request"][0]["name"] == "X-Req" && v["response"][0]["name"] == "X-Resp";
+            if ok {
+                Ok(Arc::new(Recorded(v.to_string())) as Arc<dyn crate::filter::Filter>)
+            } else {
+                Err(format!("unexpected config {v}"))
+            }
+        });
+        reg.register_fn(kinds::FORCE_HTTPS, 0, |v: serde_json::Value, _| {
+            Err::<Arc<dyn crate::filter::Filter>, _>(format!("refused {v}"))
+        });
+        reg.register_fn(kinds::REDIRECT, 0, |v: serde_json::Value, _| {
+            Err::<Arc<dyn crate::filter::Filter>, _>(format!("refused {v}"))
+        });
+        let mut c = Config::new();
+        let mut h = ProxyHost::new(["a.test"], vec![Upstream::new("127.0.0.1", 80)]);
+        h.request_headers = vec![HeaderRule::set("X-Req", "1")];
+        h.response_headers = vec![HeaderRule::set("X-Resp", "2")];
+        h.locations.push(Location {
+            path: "/l".into(),
+            request_headers: vec![HeaderRule::set("X-Other", "3")],
+            ..Location::default()
+        });
+        c.proxy_hosts.push(h);
+        c.redirection_hosts.push(RedirectionHost {
+            domain_names: vec!["r.test".into()],
+            forward_domain: "example.com".into(),
+            ssl_forced: true,
+            ..RedirectionHost::default()
+        });
+        let err = compile(&snap(c.clone()), opts(&reg)).unwrap_err();
+        let by_path = |p: &str| {
+            err.errors
+                .iter()
+                .find(|e| e.path == p)
+                .map(|e| e.message.clone())
+        };
+        assert_eq!(by_path("proxy_hosts[0].request_headers"), None, "{err}");
+        let loc = by_path("proxy_hosts[0].locations[0].request_headers").unwrap();
+        assert!(loc.contains("X-Other"), "{loc}");
+        let forced = by_path("redirection_hosts[0].ssl_forced").unwrap();
+        assert!(forced.contains(r#""force_https":true"#), "{forced}");
+        let redirect = by_path("redirection_hosts[0]").unwrap();
+        assert!(redirect.contains(r#""domain":"example.com""#), "{redirect}");
+        assert_eq!(err.errors.len(), 3, "{err}");
+
+        // Without the failing parts it compiles, the host's chain holding
+        // the headers filter built from the JSON form.
+        c.proxy_hosts[0].locations.clear();
+        c.redirection_hosts.clear();
+        let compiled = compile(&snap(c), opts(&reg)).unwrap();
+        let names: Vec<&str> = compiled.entries[0]
+            .chain
+            .filters()
+            .iter()
+            .map(|f| f.name())
+            .collect();
+        assert_eq!(names.len(), 1);
+        assert!(names[0].contains(r#""value":"1""#), "{names:?}");
     }
 
     #[test]

@@ -64,7 +64,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use pingora_http::{RequestHeader, ResponseHeader};
 use serde::de::DeserializeOwned;
 
-use crate::config::{Config, Id};
+use crate::config::{Config, HeaderRule, Id, Scheme};
 
 /// Pingora's result type, used on the request path.
 pub type Result<T> = pingora_error::Result<T>;
@@ -113,6 +113,100 @@ pub mod kinds {
     pub const RATE_LIMIT: &str = "rate_limit";
     /// Error pages.
     pub const ERROR_PAGES: &str = "error_pages";
+}
+
+/// A built-in filter the compiler attaches from model fields
+/// (`request_headers`, `ssl_forced`, `access_list_id`, ...), in typed form.
+///
+/// [`FilterFactory::build_model`] receives it, so a factory for one of these
+/// kinds can build straight from the model instead of from a JSON config;
+/// the default implementation converts it with [`ModelFilter::to_json`] and
+/// calls [`FilterFactory::build`], so a factory that only knows JSON works
+/// the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ModelFilter<'a> {
+    /// [`kinds::HEADERS`]: a host's or location's header rules.
+    Headers {
+        /// Changes to the request sent upstream, in order.
+        request: &'a [HeaderRule],
+        /// Changes to the response sent to the client, in order.
+        response: &'a [HeaderRule],
+    },
+    /// [`kinds::FORCE_HTTPS`]: `ssl_forced` and the HSTS fields.
+    ForceHttps {
+        /// Redirect plain HTTP to HTTPS.
+        force_https: bool,
+        /// Send `Strict-Transport-Security` on HTTPS responses.
+        hsts: bool,
+        /// Add `includeSubDomains` to it.
+        hsts_subdomains: bool,
+    },
+    /// [`kinds::BLOCK_EXPLOITS`]: `block_exploits`.
+    BlockExploits,
+    /// [`kinds::ACCESS_LIST`]: `access_list_id`.
+    AccessList {
+        /// The access list's id.
+        access_list_id: Id,
+    },
+    /// [`kinds::REDIRECT`]: a redirection host.
+    Redirect {
+        /// 301, 302, 307 or 308.
+        status: u16,
+        /// The scheme to redirect to; `None` keeps the request's.
+        scheme: Option<Scheme>,
+        /// The target `host[:port]`, normalised.
+        domain: &'a str,
+        /// Keep the request's path and query.
+        preserve_path: bool,
+    },
+}
+
+impl ModelFilter<'_> {
+    /// The kind it is built as (one of [`kinds`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelFilter::Headers { .. } => kinds::HEADERS,
+            ModelFilter::ForceHttps { .. } => kinds::FORCE_HTTPS,
+            ModelFilter::BlockExploits => kinds::BLOCK_EXPLOITS,
+            ModelFilter::AccessList { .. } => kinds::ACCESS_LIST,
+            ModelFilter::Redirect { .. } => kinds::REDIRECT,
+        }
+    }
+
+    /// The same filter as its kind's JSON config.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match *self {
+            ModelFilter::Headers { request, response } => {
+                json!({ "request": request, "response": response })
+            }
+            ModelFilter::ForceHttps {
+                force_https,
+                hsts,
+                hsts_subdomains,
+            } => json!({
+                "force_https": force_https,
+                "hsts": hsts,
+                "hsts_subdomains": hsts_subdomains,
+            }),
+            ModelFilter::BlockExploits => json!({}),
+            ModelFilter::AccessList { access_list_id } => {
+                json!({ "access_list_id": access_list_id })
+            }
+            ModelFilter::Redirect {
+                status,
+                scheme,
+                domain,
+                preserve_path,
+            } => json!({
+                "status": status,
+                "scheme": scheme.map(Scheme::as_str),
+                "domain": domain,
+                "preserve_path": preserve_path,
+            }),
+        }
+    }
 }
 
 /// The phases a filter implements, as a small bit set.
@@ -510,12 +604,30 @@ pub trait FilterFactory: Send + Sync + 'static {
         config: &serde_json::Value,
         ctx: &BuildContext<'_>,
     ) -> std::result::Result<Arc<dyn Filter>, String>;
+
+    /// Builds the filter the compiler attaches from model fields. The
+    /// default builds from [`ModelFilter::to_json`]; factories of the
+    /// built-in kinds override it to skip the JSON round trip.
+    fn build_model(
+        &self,
+        spec: &ModelFilter<'_>,
+        ctx: &BuildContext<'_>,
+    ) -> std::result::Result<Arc<dyn Filter>, String> {
+        self.build(&spec.to_json(), ctx)
+    }
 }
+
+/// A typed builder for the model form of a kind: `None` when the spec is
+/// not one it builds (the JSON path is used then).
+type ModelFn = dyn Fn(&ModelFilter<'_>, &BuildContext<'_>) -> Option<std::result::Result<Arc<dyn Filter>, String>>
+    + Send
+    + Sync;
 
 struct FnFactory<C, F> {
     kind: String,
     priority: i32,
     build: F,
+    model: Option<Box<ModelFn>>,
     _config: std::marker::PhantomData<fn() -> C>,
 }
 
@@ -547,6 +659,17 @@ where
         };
         let typed: C = serde_json::from_value(config).map_err(|e| e.to_string())?;
         (self.build)(typed, ctx)
+    }
+
+    fn build_model(
+        &self,
+        spec: &ModelFilter<'_>,
+        ctx: &BuildContext<'_>,
+    ) -> std::result::Result<Arc<dyn Filter>, String> {
+        match self.model.as_ref().and_then(|m| m(spec, ctx)) {
+            Some(built) => built,
+            None => self.build(&spec.to_json(), ctx),
+        }
     }
 }
 
@@ -583,6 +706,41 @@ impl FilterRegistry {
             kind: kind.to_string(),
             priority,
             build,
+            model: None,
+            _config: std::marker::PhantomData,
+        })
+    }
+
+    /// Like [`register_fn`](Self::register_fn), with `model` building the
+    /// [`ModelFilter`] form of the kind directly (no JSON round trip). It
+    /// answers `None` for a spec it does not build, which then goes the
+    /// JSON way.
+    pub fn register_fn_with_model<C, F, M>(
+        &mut self,
+        kind: &str,
+        priority: i32,
+        build: F,
+        model: M,
+    ) -> &mut Self
+    where
+        C: DeserializeOwned + 'static,
+        F: Fn(C, &BuildContext<'_>) -> std::result::Result<Arc<dyn Filter>, String>
+            + Send
+            + Sync
+            + 'static,
+        M: Fn(
+                &ModelFilter<'_>,
+                &BuildContext<'_>,
+            ) -> Option<std::result::Result<Arc<dyn Filter>, String>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.register(FnFactory {
+            kind: kind.to_string(),
+            priority,
+            build,
+            model: Some(Box::new(model)),
             _config: std::marker::PhantomData,
         })
     }
@@ -632,58 +790,92 @@ impl fmt::Debug for FilterEntry {
 }
 
 /// Filters split by phase, each list in priority order. Built once per
-/// config revision.
+/// config revision; cloning shares it (one reference count), so hosts and
+/// locations without filters of their own share one chain.
 #[derive(Clone, Default)]
-pub struct FilterChain {
-    all: Vec<Arc<dyn Filter>>,
-    early: Vec<Arc<dyn Filter>>,
-    request: Vec<Arc<dyn Filter>>,
-    upstream_request: Vec<Arc<dyn Filter>>,
-    response: Vec<Arc<dyn Filter>>,
-    error_response: Vec<Arc<dyn Filter>>,
-    logging: Vec<Arc<dyn Filter>>,
+pub struct FilterChain(Option<Arc<ChainSlots>>);
+
+/// The chain's filters in one allocation: every filter in priority order,
+/// then each phase's filters in priority order; `ends[k]` is where segment
+/// `k` ends (see the `SEG_*` indices).
+struct ChainSlots {
+    filters: Box<[Arc<dyn Filter>]>,
+    ends: [usize; SEGMENTS],
 }
+
+const SEG_ALL: usize = 0;
+const SEG_EARLY: usize = 1;
+const SEG_REQUEST: usize = 2;
+const SEG_UPSTREAM_REQUEST: usize = 3;
+const SEG_RESPONSE: usize = 4;
+const SEG_ERROR_RESPONSE: usize = 5;
+const SEG_LOGGING: usize = 6;
+const SEGMENTS: usize = 7;
 
 impl FilterChain {
     /// Sorts `entries` by priority (stable: equal priorities keep their
     /// order) and splits them by phase.
     pub fn new(mut entries: Vec<FilterEntry>) -> Self {
-        entries.sort_by_key(|e| std::cmp::Reverse(e.priority));
-        let mut chain = FilterChain::default();
-        for e in entries {
-            let p = e.filter.phases();
-            let f = e.filter;
-            if p.contains(Phases::EARLY_REQUEST) {
-                chain.early.push(f.clone());
-            }
-            if p.contains(Phases::REQUEST) {
-                chain.request.push(f.clone());
-            }
-            if p.contains(Phases::UPSTREAM_REQUEST) {
-                chain.upstream_request.push(f.clone());
-            }
-            if p.contains(Phases::RESPONSE) {
-                chain.response.push(f.clone());
-            }
-            if p.contains(Phases::ERROR_RESPONSE) {
-                chain.error_response.push(f.clone());
-            }
-            if p.contains(Phases::LOGGING) {
-                chain.logging.push(f.clone());
-            }
-            chain.all.push(f);
+        if entries.is_empty() {
+            return FilterChain(None);
         }
-        chain
+        entries.sort_by_key(|e| std::cmp::Reverse(e.priority));
+        let segment_phase = [
+            Phases::EARLY_REQUEST,
+            Phases::REQUEST,
+            Phases::UPSTREAM_REQUEST,
+            Phases::RESPONSE,
+            Phases::ERROR_RESPONSE,
+            Phases::LOGGING,
+        ];
+        let total = entries.len()
+            + segment_phase
+                .iter()
+                .map(|ph| {
+                    entries
+                        .iter()
+                        .filter(|e| e.filter.phases().contains(*ph))
+                        .count()
+                })
+                .sum::<usize>();
+        let mut filters: Vec<Arc<dyn Filter>> = Vec::with_capacity(total);
+        let mut ends = [0; SEGMENTS];
+        filters.extend(entries.iter().map(|e| e.filter.clone()));
+        ends[SEG_ALL] = filters.len();
+        for (k, ph) in segment_phase.iter().enumerate() {
+            for e in &entries {
+                if e.filter.phases().contains(*ph) {
+                    filters.push(e.filter.clone());
+                }
+            }
+            ends[k + 1] = filters.len();
+        }
+        FilterChain(Some(Arc::new(ChainSlots {
+            filters: filters.into_boxed_slice(),
+            ends,
+        })))
+    }
+
+    /// Segment `k` of the chain: `SEG_ALL` or one phase's filters.
+    #[inline]
+    fn segment(&self, k: usize) -> &[Arc<dyn Filter>] {
+        match &self.0 {
+            None => &[],
+            Some(s) => {
+                let start = if k == 0 { 0 } else { s.ends[k - 1] };
+                s.filters.get(start..s.ends[k]).unwrap_or(&[])
+            }
+        }
     }
 
     /// Every filter, in priority order.
     pub fn filters(&self) -> &[Arc<dyn Filter>] {
-        &self.all
+        self.segment(SEG_ALL)
     }
 
     /// Whether the chain holds no filter.
     pub fn is_empty(&self) -> bool {
-        self.all.is_empty()
+        self.0.is_none()
     }
 
     /// Runs the early-request phase; stops at the first `Respond`.
@@ -692,7 +884,7 @@ impl FilterChain {
         req: &RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<FilterAction> {
-        for f in &self.early {
+        for f in self.segment(SEG_EARLY) {
             if let FilterAction::Respond(r) = f.early_request_filter(req, ctx).await? {
                 ctx.responded_by = Some(f.name().to_string());
                 return Ok(FilterAction::Respond(r));
@@ -707,7 +899,7 @@ impl FilterChain {
         req: &RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<FilterAction> {
-        for f in &self.request {
+        for f in self.segment(SEG_REQUEST) {
             if let FilterAction::Respond(r) = f.request_filter(req, ctx).await? {
                 ctx.responded_by = Some(f.name().to_string());
                 return Ok(FilterAction::Respond(r));
@@ -722,7 +914,7 @@ impl FilterChain {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        for f in &self.upstream_request {
+        for f in self.segment(SEG_UPSTREAM_REQUEST) {
             f.upstream_request_filter(req, ctx).await?;
         }
         Ok(())
@@ -734,7 +926,7 @@ impl FilterChain {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        for f in &self.response {
+        for f in self.segment(SEG_RESPONSE) {
             f.response_filter(resp, ctx).await?;
         }
         Ok(())
@@ -742,14 +934,14 @@ impl FilterChain {
 
     /// The first error page offered for `status`.
     pub fn error_response(&self, status: u16, ctx: &RequestCtx) -> Option<FilterResponse> {
-        self.error_response
+        self.segment(SEG_ERROR_RESPONSE)
             .iter()
             .find_map(|f| f.error_response(status, ctx))
     }
 
     /// Runs the logging phase.
     pub fn run_logging(&self, status: u16, ctx: &mut RequestCtx) {
-        for f in &self.logging {
+        for f in self.segment(SEG_LOGGING) {
             f.logging(status, ctx);
         }
     }
@@ -758,7 +950,7 @@ impl FilterChain {
 impl fmt::Debug for FilterChain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.all.iter().map(|f| f.name()))
+            .entries(self.filters().iter().map(|f| f.name()))
             .finish()
     }
 }

@@ -375,6 +375,11 @@ pub struct LocationMatch {
 }
 
 impl LocationMatcher {
+    /// The regexes of its regex locations.
+    pub(crate) fn regexes(&self) -> impl Iterator<Item = &Regex> {
+        self.regex.iter().map(|(r, _)| r)
+    }
+
     /// Builds a matcher from `(pattern, index)` pairs in declared order.
     pub fn new(patterns: Vec<(PathPattern, usize)>) -> Self {
         let mut m = LocationMatcher::default();

@@ -377,6 +377,43 @@ impl CertificateTable {
         config: &Config,
         previous: Option<&CertificateTable>,
     ) -> Result<Self, Vec<FieldError>> {
+        let proxy = config.proxy_hosts.iter().map(|h| {
+            (
+                h.enabled,
+                &h.domain_names,
+                h.certificate_id,
+                h.http2_support,
+            )
+        });
+        let redirection = config
+            .redirection_hosts
+            .iter()
+            .map(|h| (h.enabled, &h.domain_names, h.certificate_id, true));
+        let dead = config
+            .dead_hosts
+            .iter()
+            .map(|h| (h.enabled, &h.domain_names, h.certificate_id, true));
+        let served = proxy
+            .chain(redirection)
+            .chain(dead)
+            .filter(|(enabled, ..)| *enabled)
+            .flat_map(|(_, names, cert, h2)| {
+                names
+                    .iter()
+                    .filter_map(move |n| validate::domain_name_cow(n).ok().map(|n| (n, h2, cert)))
+            });
+        Self::build_served(config, previous, served)
+    }
+
+    /// Like [`build`](Self::build), with the served names given: each
+    /// enabled host's names, normalised (see
+    /// [`validate::domain_name`]), with its `http2_support` and
+    /// `certificate_id`.
+    pub(crate) fn build_served<N: AsRef<str>>(
+        config: &Config,
+        previous: Option<&CertificateTable>,
+        served: impl Iterator<Item = (N, bool, Option<Id>)>,
+    ) -> Result<Self, Vec<FieldError>> {
         let mut errs = Vec::new();
         let mut t = CertificateTable::default();
         for (i, c) in config.certificates.iter().enumerate() {
@@ -430,47 +467,17 @@ impl CertificateTable {
                 }
             }
         }
-        let hosts = config
-            .proxy_hosts
-            .iter()
-            .map(|h| {
-                (
-                    h.enabled,
-                    &h.domain_names,
-                    h.certificate_id,
-                    h.http2_support,
-                )
-            })
-            .chain(
-                config
-                    .redirection_hosts
-                    .iter()
-                    .map(|h| (h.enabled, &h.domain_names, h.certificate_id, true)),
-            )
-            .chain(
-                config
-                    .dead_hosts
-                    .iter()
-                    .map(|h| (h.enabled, &h.domain_names, h.certificate_id, true)),
-            );
-        for (enabled, names, cert_id, h2) in hosts {
-            if !enabled {
-                continue;
-            }
+        for (n, h2, cert_id) in served {
+            let n = n.as_ref();
             let cert = cert_id.and_then(|id| t.by_id.get(&id).copied());
-            for n in names {
-                let Ok(n) = validate::domain_name_cow(n) else {
-                    continue;
-                };
-                let (map, key) = match n.strip_prefix("*.") {
-                    Some(parent) => (&mut t.wildcard, parent),
-                    None => (&mut t.exact, &*n),
-                };
-                let b = map.entry(key.into()).or_default();
-                b.hosted = true;
-                b.h2 = h2;
-                b.host_cert = cert;
-            }
+            let (map, key) = match n.strip_prefix("*.") {
+                Some(parent) => (&mut t.wildcard, parent),
+                None => (&mut t.exact, n),
+            };
+            let b = map.entry(key.into()).or_default();
+            b.hosted = true;
+            b.h2 = h2;
+            b.host_cert = cert;
         }
         if let Some(id) = config.settings.default_certificate_id {
             match t.by_id.get(&id) {

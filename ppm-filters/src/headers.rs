@@ -19,7 +19,9 @@
 use std::sync::Arc;
 
 use ppm_core::config::{HeaderAction, HeaderRule};
-use ppm_core::filter::{kinds, priority, Filter, FilterAction, FilterRegistry, Phases, RequestCtx};
+use ppm_core::filter::{
+    kinds, priority, Filter, FilterAction, FilterRegistry, ModelFilter, Phases, RequestCtx,
+};
 use ppm_core::http::{HeaderName, HeaderValue, RequestHeader, ResponseHeader};
 use ppm_core::validate;
 use serde::Deserialize;
@@ -225,8 +227,13 @@ pub struct Headers {
 impl Headers {
     /// Checks names, values and variables of `config` and builds the filter.
     pub fn new(config: HeadersConfig) -> Result<Self, String> {
-        let (request, a) = compile(&config.request, "request")?;
-        let (response, b) = compile(&config.response, "response")?;
+        Self::from_rules(&config.request, &config.response)
+    }
+
+    /// Like [`new`](Self::new), from borrowed rule lists.
+    pub fn from_rules(request: &[HeaderRule], response: &[HeaderRule]) -> Result<Self, String> {
+        let (request, a) = compile(request, "request")?;
+        let (response, b) = compile(response, "response")?;
         Ok(Headers {
             request,
             response,
@@ -312,10 +319,16 @@ impl Filter for Headers {
 }
 
 pub(crate) fn register(registry: &mut FilterRegistry) {
-    registry.register_fn(
+    registry.register_fn_with_model(
         kinds::HEADERS,
         priority::HEADERS,
         |cfg: HeadersConfig, _| Ok(Arc::new(Headers::new(cfg)?) as Arc<dyn Filter>),
+        |spec, _| match *spec {
+            ModelFilter::Headers { request, response } => {
+                Some(Headers::from_rules(request, response).map(|h| Arc::new(h) as Arc<dyn Filter>))
+            }
+            _ => None,
+        },
     );
 }
 

@@ -11,7 +11,8 @@
 use std::sync::Arc;
 
 use ppm_core::filter::{
-    kinds, priority, Filter, FilterAction, FilterRegistry, FilterResponse, Phases, RequestCtx,
+    kinds, priority, Filter, FilterAction, FilterRegistry, FilterResponse, ModelFilter, Phases,
+    RequestCtx,
 };
 use ppm_core::http::{header, HeaderValue, Method, RequestHeader, ResponseHeader};
 use serde::Deserialize;
@@ -195,10 +196,26 @@ impl Filter for ForceHttps {
 }
 
 pub(crate) fn register(registry: &mut FilterRegistry) {
-    registry.register_fn(
+    registry.register_fn_with_model(
         kinds::FORCE_HTTPS,
         priority::FORCE_HTTPS,
         |cfg: ForceHttpsConfig, _| Ok(Arc::new(ForceHttps::new(cfg)?) as Arc<dyn Filter>),
+        |spec, _| match *spec {
+            ModelFilter::ForceHttps {
+                force_https,
+                hsts,
+                hsts_subdomains,
+            } => Some(
+                ForceHttps::new(ForceHttpsConfig {
+                    force_https,
+                    hsts,
+                    hsts_subdomains,
+                    ..ForceHttpsConfig::default()
+                })
+                .map(|f| Arc::new(f) as Arc<dyn Filter>),
+            ),
+            _ => None,
+        },
     );
 }
 

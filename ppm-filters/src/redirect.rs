@@ -8,8 +8,10 @@
 
 use std::sync::Arc;
 
+use ppm_core::config::Scheme;
 use ppm_core::filter::{
-    kinds, priority, Filter, FilterAction, FilterRegistry, FilterResponse, Phases, RequestCtx,
+    kinds, priority, Filter, FilterAction, FilterRegistry, FilterResponse, ModelFilter, Phases,
+    RequestCtx,
 };
 use ppm_core::http::RequestHeader;
 use ppm_core::validate;
@@ -168,10 +170,30 @@ impl Filter for Redirect {
 }
 
 pub(crate) fn register(registry: &mut FilterRegistry) {
-    registry.register_fn(
+    registry.register_fn_with_model(
         kinds::REDIRECT,
         priority::REDIRECT,
         |cfg: RedirectConfig, _| Ok(Arc::new(Redirect::new(cfg)?) as Arc<dyn Filter>),
+        |spec, _| match *spec {
+            ModelFilter::Redirect {
+                status,
+                scheme,
+                domain,
+                preserve_path,
+            } => Some(
+                Redirect::new(RedirectConfig {
+                    status,
+                    scheme: scheme.map(|s| match s {
+                        Scheme::Http => TargetScheme::Http,
+                        Scheme::Https => TargetScheme::Https,
+                    }),
+                    domain: domain.to_string(),
+                    preserve_path,
+                })
+                .map(|f| Arc::new(f) as Arc<dyn Filter>),
+            ),
+            _ => None,
+        },
     );
 }
 

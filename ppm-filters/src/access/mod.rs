@@ -30,8 +30,8 @@ use std::sync::Arc;
 
 use ppm_core::config::{AccessList, Id, RuleAction, Satisfy};
 use ppm_core::filter::{
-    kinds, priority, BuildContext, Filter, FilterAction, FilterRegistry, FilterResponse, Phases,
-    RequestCtx,
+    kinds, priority, BuildContext, Filter, FilterAction, FilterRegistry, FilterResponse,
+    ModelFilter, Phases, RequestCtx,
 };
 use ppm_core::http::{header, HeaderValue, RequestHeader};
 use serde::Deserialize;
@@ -221,7 +221,17 @@ fn build(cfg: AccessListConfig, ctx: &BuildContext<'_>) -> Result<Arc<dyn Filter
 }
 
 pub(crate) fn register(registry: &mut FilterRegistry) {
-    registry.register_fn(kinds::ACCESS_LIST, priority::ACCESS_LIST, build);
+    registry.register_fn_with_model(
+        kinds::ACCESS_LIST,
+        priority::ACCESS_LIST,
+        build,
+        |spec, ctx| match *spec {
+            ModelFilter::AccessList { access_list_id } => {
+                Some(build(AccessListConfig { access_list_id }, ctx))
+            }
+            _ => None,
+        },
+    );
 }
 
 #[cfg(test)]

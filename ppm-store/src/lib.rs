@@ -15,8 +15,9 @@
 //!   a stream port already taken, a reference to a missing access list)
 //!   fails with [`WriteError::Invalid`], whose errors name the field;
 //! - control-plane records for the server: [`accounts`] (users, API tokens,
-//!   audit log) and [`acme`] (ACME accounts, orders, DNS providers), which
-//!   do not change the config revision.
+//!   audit log), [`acme`] (ACME accounts, orders, DNS providers) and
+//!   [`stats`] (traffic series, recorded per node and summed across nodes),
+//!   which do not change the config revision.
 //!
 //! With the `postgres` feature, `PostgresStore` implements the same traits
 //! with the same semantics on PostgreSQL, for several nodes sharing one

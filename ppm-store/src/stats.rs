@@ -126,7 +126,8 @@ pub struct NodeTotals {
 pub trait StatsStore: Send + Sync {
     /// Adds node `node_id`'s counter deltas to the minute containing `ts`
     /// (unix seconds), its hour, and the node's totals, in one transaction.
-    /// Rows whose counters are all zero are skipped.
+    /// Rows whose counters are all zero are skipped; rows of the same scope
+    /// and key are added up.
     async fn add_rollup(&self, node_id: &str, ts: i64, rows: &[StatsRow])
         -> Result<(), WriteError>;
 
@@ -295,13 +296,23 @@ mod sql {
         }
     }
 
-    /// `INSERT ... ON CONFLICT DO UPDATE` adding one node's row to `table`:
-    /// `$1` node, `$2` scope, `$3` key, `$4` ts, then the counters. Totals
-    /// (`with_ts_key` false) keep one row per node, scope and key, and their
-    /// ts becomes the latest rollup's.
-    pub(super) fn upsert(table: &str, with_ts_key: bool) -> String {
+    /// `INSERT ... ON CONFLICT DO UPDATE` adding `rows` rows of one node to
+    /// `table`: `$1` node, `$2` ts, then per row scope, key and the
+    /// counters. The rows must differ in scope or key (PostgreSQL refuses
+    /// to update a row twice in one statement). Totals (`with_ts_key`
+    /// false) keep one row per node, scope and key, and their ts becomes the
+    /// latest rollup's.
+    pub(super) fn upsert(table: &str, with_ts_key: bool, rows: usize) -> String {
         let cols = COLUMNS.join(", ");
-        let params: Vec<String> = (5..5 + COLUMNS.len()).map(|i| format!("${i}")).collect();
+        let values: Vec<String> = (0..rows)
+            .map(|r| {
+                let first = 3 + r * (2 + COLUMNS.len());
+                let params: Vec<String> = (first..first + 2 + COLUMNS.len())
+                    .map(|i| format!("${i}"))
+                    .collect();
+                format!("($1, $2, {})", params.join(", "))
+            })
+            .collect();
         let sets: Vec<String> = COLUMNS
             .iter()
             .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
@@ -312,9 +323,9 @@ mod sql {
             ("scope, key, node_id", "ts = excluded.ts, ")
         };
         format!(
-            "INSERT INTO {table} (node_id, scope, key, ts, {cols}) VALUES ($1, $2, $3, $4, {}) \
+            "INSERT INTO {table} (node_id, ts, scope, key, {cols}) VALUES {} \
              ON CONFLICT ({conflict}) DO UPDATE SET {ts_update}{}",
-            params.join(", "),
+            values.join(", "),
             sets.join(", ")
         )
     }
@@ -418,6 +429,26 @@ fn group_totals(rows: Vec<(String, StatsRow, i64)>) -> Vec<NodeTotals> {
     out
 }
 
+/// Rows per statement of a rollup (17 parameters each). Batching saves
+/// round trips to PostgreSQL: a rollup of 1,000 series took 0.6–1.1 s row
+/// by row and about 0.17 s in statements of 32 rows on a local server. Much
+/// longer statements made SQLite slower (about 2 s at 256 rows), so the
+/// batches stay short.
+const ROWS_PER_STATEMENT: usize = 32;
+
+/// `rows` without zero counters, with the counters of rows of the same
+/// scope and key added up, in scope and key order.
+fn merged(rows: &[StatsRow]) -> Vec<StatsRow> {
+    let mut out: BTreeMap<(&str, &str), Counts> = BTreeMap::new();
+    for r in rows.iter().filter(|r| !r.counts.is_zero()) {
+        let e = out.entry((&r.scope, &r.key)).or_default();
+        *e = e.plus(&r.counts);
+    }
+    out.into_iter()
+        .map(|((scope, key), counts)| StatsRow::new(scope, key, counts))
+        .collect()
+}
+
 /// [`StatsStore`] on a backend: the same SQL on both, with the backend's
 /// read pool, write pool and the statement that begins a write transaction.
 macro_rules! stats_store {
@@ -430,24 +461,26 @@ macro_rules! stats_store {
                 ts: i64,
                 rows: &[StatsRow],
             ) -> Result<(), WriteError> {
+                let rows = merged(rows);
+                if rows.is_empty() {
+                    return Ok(());
+                }
                 let minute = ts - ts.rem_euclid(60);
                 let hour = ts - ts.rem_euclid(3600);
-                let sqls = [
-                    (sql::upsert("stats_minute", true), minute),
-                    (sql::upsert("stats_hour", true), hour),
-                    (sql::upsert("stats_total", false), ts),
-                ];
                 let mut tx = self.$write().begin_with($begin).await?;
-                for row in rows.iter().filter(|r| !r.counts.is_zero()) {
-                    let v = values(&row.counts);
-                    for (sql, t) in &sqls {
-                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                            .bind(node_id)
-                            .bind(&row.scope)
-                            .bind(&row.key)
-                            .bind(*t);
-                        for x in v {
-                            q = q.bind(x);
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    for (table, with_ts_key, t) in [
+                        ("stats_minute", true, minute),
+                        ("stats_hour", true, hour),
+                        ("stats_total", false, ts),
+                    ] {
+                        let sql = sql::upsert(table, with_ts_key, chunk.len());
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(node_id).bind(t);
+                        for row in chunk {
+                            q = q.bind(&row.scope).bind(&row.key);
+                            for x in values(&row.counts) {
+                                q = q.bind(x);
+                            }
                         }
                         q.execute(&mut *tx).await?;
                     }

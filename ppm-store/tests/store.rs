@@ -221,6 +221,7 @@ suite!(
     loads_many_hosts_with_few_queries,
     engine_runs_from_the_store,
     stats_are_recorded_per_node_and_summed,
+    a_rollup_of_many_series,
 );
 
 /// A 253-character name: 3 labels of 63, one of 61 (63*3 + 61 + 3 dots).
@@ -1278,6 +1279,40 @@ async fn stats_are_recorded_per_node_and_summed<B: Backend>(b: Arc<B>) {
     assert_eq!(requests(&h[0].points), [0, 5]);
     assert_eq!(a.totals().await.unwrap(), totals);
     assert_eq!(a.prune(t0 + 3900, retention).await.unwrap(), 0);
+}
+
+/// A rollup of more series than one statement holds adds every one of
+/// them; a series given twice adds both.
+async fn a_rollup_of_many_series<B: Backend>(b: Arc<B>) {
+    let s = b.fresh().await;
+    let t0 = 1_700_000_000 - 1_700_000_000 % 3600;
+    let mut rows: Vec<StatsRow> = (1..=1000u64)
+        .map(|i| StatsRow::new("host", format!("proxy:{i}"), counts(i, 2 * i)))
+        .collect();
+    rows.push(StatsRow::new("host", "proxy:7", counts(1, 1)));
+    let start = Instant::now();
+    s.add_rollup("node-a", t0 + 1, &rows).await.unwrap();
+    let first = start.elapsed();
+    s.add_rollup("node-b", t0 + 2, &rows).await.unwrap();
+    eprintln!(
+        "a rollup of {} series: {first:?}, then {:?}",
+        rows.len(),
+        start.elapsed() - first
+    );
+    let totals = s.totals().await.unwrap();
+    assert_eq!(totals.len(), 1000);
+    let sum: u64 = totals.iter().map(|r| r.counts.requests).sum();
+    assert_eq!(sum, 2 * (500 * 1001 + 1));
+    let seven = totals.iter().find(|r| r.key == "proxy:7").unwrap();
+    assert_eq!((seven.counts.requests, seven.counts.bytes_out), (16, 30));
+    let m = s
+        .series("host", "proxy:1000", Resolution::Minute, t0, t0 + 60, 60)
+        .await
+        .unwrap();
+    assert_eq!(requests(&m), [2000]);
+    let by = s.totals_by_node().await.unwrap();
+    assert_eq!(by.len(), 2);
+    assert!(by.iter().all(|n| n.rows.len() == 1000));
 }
 
 /// A database from before statistics were kept per node keeps its rows,

@@ -222,7 +222,77 @@ suite!(
     engine_runs_from_the_store,
     stats_are_recorded_per_node_and_summed,
     a_rollup_of_many_series,
+    children_keep_their_declared_order,
 );
+
+/// Domain names, upstreams, header rules and locations come back in the
+/// order they were written, also where that is not the order of their keys
+/// in the table, and after an update that reverses them.
+async fn children_keep_their_declared_order<B: Backend>(b: Arc<B>) {
+    let store = b.fresh().await;
+    let names =
+        |tags: &[&str]| -> Vec<String> { tags.iter().map(|t| format!("{t}.order.test")).collect() };
+    let mut hosts = Vec::new();
+    for (i, tags) in [["zz", "aa", "mm"], ["yy", "bb", "nn"]].iter().enumerate() {
+        let mut h = ProxyHost::new(
+            names(&tags[..]),
+            vec![
+                Upstream::new("10.0.0.3", 80),
+                Upstream::new("10.0.0.1", 81),
+                Upstream::new("10.0.0.2", 82),
+            ],
+        );
+        h.request_headers = vec![
+            HeaderRule::set("X-Z", format!("{i}")),
+            HeaderRule::set("X-A", "a"),
+        ];
+        h.locations = ["/z", "/a", "/m"]
+            .iter()
+            .map(|p| Location {
+                path: (*p).into(),
+                upstreams: vec![Upstream::new("10.0.1.9", 90), Upstream::new("10.0.1.1", 91)],
+                ..Location::default()
+            })
+            .collect();
+        hosts.push(store.create_proxy_host(&ctx(), h).await.unwrap().value);
+    }
+    let loaded = store.load().await.unwrap().config;
+    assert_eq!(loaded.proxy_hosts, hosts);
+
+    let mut h = hosts[0].clone();
+    h.domain_names.reverse();
+    h.upstreams.reverse();
+    h.request_headers.reverse();
+    h.locations.reverse();
+    for l in &mut h.locations {
+        l.upstreams.reverse();
+    }
+    let updated = store
+        .update_proxy_host(&ctx(), h.clone())
+        .await
+        .unwrap()
+        .value;
+    let loaded = store.load().await.unwrap().config;
+    assert_eq!(loaded.proxy_hosts[0], updated);
+    assert_eq!(
+        loaded.proxy_hosts[0].domain_names,
+        names(&["mm", "aa", "zz"])
+    );
+    let ups: Vec<u16> = loaded.proxy_hosts[0]
+        .upstreams
+        .iter()
+        .map(|u| u.port)
+        .collect();
+    assert_eq!(ups, [82, 81, 80]);
+    let paths: Vec<&str> = loaded.proxy_hosts[0]
+        .locations
+        .iter()
+        .map(|l| l.path.as_str())
+        .collect();
+    assert_eq!(paths, ["/m", "/a", "/z"]);
+    assert_eq!(loaded.proxy_hosts[0].locations[0].upstreams[0].port, 91);
+    assert_eq!(loaded.proxy_hosts[1], hosts[1]);
+}
 
 /// A 253-character name: 3 labels of 63, one of 61 (63*3 + 61 + 3 dots).
 fn longest_name(tag: char) -> String {

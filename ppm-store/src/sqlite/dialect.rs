@@ -20,7 +20,12 @@ impl<T: serde::de::DeserializeOwned> Row for T {}
 /// One query returns the rows as one JSON array of arrays, built by SQLite
 /// (`json_group_array`), parsed with serde: decoding tens of thousands of
 /// rows one driver row at a time costs several times more than the
-/// database's own work.
+/// database's own work. Each row carries its `order` columns after it and
+/// the rows are sorted here: an aggregate's `ORDER BY` makes SQLite build
+/// a temporary B-tree, which took about two thirds of the query's time
+/// (20k domain names: 20 ms sorted by SQLite, 9 ms by this), while the
+/// rows mostly arrive in order already, which a stable sort checks in one
+/// pass.
 pub(super) async fn select<R: Row>(
     conn: &mut Conn,
     table: &'static str,
@@ -34,7 +39,7 @@ pub(super) async fn select<R: Row>(
     };
     // Built from the constants of `shared/read.rs` only.
     let sql = format!(
-        "SELECT json_group_array(json_array({cols}) ORDER BY {order}) FROM {table} {filter}"
+        "SELECT json_group_array(json_array(json_array({cols}), {order})) FROM {table} {filter}"
     );
     let query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
     let query = match id {
@@ -42,7 +47,46 @@ pub(super) async fn select<R: Row>(
         None => query,
     };
     let json = query.fetch_one(&mut *conn).await.map_err(backend)?;
-    from_json(&json, table)
+    let mut rows: Vec<Keyed<R>> = from_json(&json, table)?;
+    rows.sort_by_key(|r| r.key);
+    Ok(rows.into_iter().map(|r| r.row).collect())
+}
+
+/// A row followed by up to two sort-key columns: `[[cols..], k1, k2]`.
+struct Keyed<R> {
+    row: R,
+    key: (Option<i64>, Option<i64>),
+}
+
+impl<'de, R: serde::Deserialize<'de>> serde::Deserialize<'de> for Keyed<R> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<R>(std::marker::PhantomData<R>);
+
+        impl<'de, R: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<R> {
+            type Value = Keyed<R>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a row followed by its sort key")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Keyed<R>, A::Error> {
+                let row = seq
+                    .next_element()?
+                    .ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
+                let k1 = seq.next_element::<Option<i64>>()?.flatten();
+                let k2 = seq.next_element::<Option<i64>>()?.flatten();
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(serde::de::Error::invalid_length(4, &self));
+                }
+                Ok(Keyed { row, key: (k1, k2) })
+            }
+        }
+
+        d.deserialize_seq(Visit(std::marker::PhantomData))
+    }
 }
 
 #[cfg(test)]

@@ -1157,6 +1157,65 @@ async fn newer_schema_is_refused() {
     );
 }
 
+/// SQLite loads read half the tables on a second connection; every loaded
+/// snapshot must still be one committed state while a writer changes a
+/// host's row and its names together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_during_writes_are_consistent_snapshots() {
+    let (_dir, store) = fresh().await;
+    let names = |k: u64| {
+        vec![
+            format!("v{k}.consistency.test"),
+            format!("w{k}.consistency.test"),
+        ]
+    };
+    let mut h = ProxyHost::new(names(0), vec![Upstream::new("10.0.0.1", 80)]);
+    h.max_body_size = Some(0);
+    let mut h = store.create_proxy_host(&ctx(), h).await.unwrap().value;
+    // Padding, so a load takes long enough for writes to land inside it.
+    let mut filler = Config::new();
+    filler.proxy_hosts.push(h.clone());
+    for i in 0..500 {
+        let mut f = ProxyHost::new(
+            [format!("f{i}.filler.test")],
+            vec![Upstream::new("10.0.0.2", 80)],
+        );
+        f.request_headers = vec![HeaderRule::set("X-F", "1")];
+        filler.proxy_hosts.push(f);
+    }
+    store.replace_all(&ctx(), filler, "filler").await.unwrap();
+    h = store.load().await.unwrap().config.proxy_hosts[0].clone();
+
+    let writes = 60u64;
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for k in 1..=writes {
+                h.max_body_size = Some(k);
+                h.domain_names = names(k);
+                store.update_proxy_host(&ctx(), h.clone()).await.unwrap();
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut loads = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    while !writer.is_finished() {
+        assert!(Instant::now() < deadline, "the writer did not finish");
+        let snap = store.load().await.unwrap();
+        let host = &snap.config.proxy_hosts[0];
+        let k = host.max_body_size.unwrap();
+        assert_eq!(host.domain_names, names(k), "revision {}", snap.revision);
+        assert_eq!(snap.config.proxy_hosts.len(), 501);
+        seen.insert(k);
+        loads += 1;
+    }
+    writer.await.unwrap();
+    let last = store.load().await.unwrap();
+    assert_eq!(last.config.proxy_hosts[0].domain_names, names(writes));
+    assert!(loads > 1 && seen.len() > 1, "{loads} loads saw {seen:?}");
+}
+
 #[tokio::test]
 async fn backup_is_a_consistent_copy() {
     let (dir, store) = fresh().await;

@@ -386,20 +386,145 @@ pub(crate) async fn revision(conn: &mut Conn) -> Result<u64, StoreError> {
 /// Loads the whole config, or one entity of it. Run it inside a
 /// transaction for a consistent snapshot.
 pub(crate) async fn load_config(conn: &mut Conn, scope: Scope) -> Result<Config, StoreError> {
-    let mut ch = children(conn, scope).await?;
-    let mut config = Config::new();
+    let ch = children(conn, scope).await?;
+    let m = main_rows(conn, scope).await?;
+    assemble(m, ch)
+}
 
-    // Access lists.
-    let mut rules: Multi<IpRule> = HashMap::new();
-    let rows: Vec<(i64, String, String)> = fetch(
-        conn,
+/// Loads the whole config over two connections at once: the children
+/// tables on `a`, the others on `b`. Each must be in a transaction that
+/// has read the same revision (a consistent snapshot of one state).
+// Only SQLite loads this way: its reads on one connection leave the second
+// core idle, while a PostgreSQL server runs a load's queries itself.
+#[allow(dead_code)]
+pub(crate) async fn load_config_on_two(a: &mut Conn, b: &mut Conn) -> Result<Config, StoreError> {
+    let (ch, m) = tokio::try_join!(children(a, Scope::All), main_rows(b, Scope::All))?;
+    assemble(m, ch)
+}
+
+/// The rows of the tables other than the children's, as loaded.
+struct MainRows {
+    acl_rules: Vec<(i64, String, String)>,
+    acl_users: Vec<(i64, String, String)>,
+    acls: Vec<AccessListRow>,
+    cert_domains: Vec<(i64, String)>,
+    certs: Vec<(i64, String, String, String, String)>,
+    locations: Vec<LocationRow>,
+    proxy_hosts: Vec<ProxyHostRow>,
+    redirection_hosts: Vec<RedirectionHostRow>,
+    dead_hosts: Vec<DeadHostRow>,
+    streams: Vec<StreamRow>,
+    settings: Option<Settings>,
+}
+
+async fn main_rows(conn: &mut Conn, scope: Scope) -> Result<MainRows, StoreError> {
+    Ok(MainRows {
+        acl_rules: fetch(
+            conn,
         scope,
         "access_list_rules",
         "access_list_id, action, address",
         "access_list_id, position",
         |kind| (kind == EntityKind::AccessList).then_some("WHERE access_list_id = $1"),
-    )
-    .await?;
+    ).await?,
+        acl_users: fetch(
+            conn,
+        scope,
+        "access_list_users",
+        "access_list_id, username, password_hash",
+        "access_list_id, position",
+        |kind| (kind == EntityKind::AccessList).then_some("WHERE access_list_id = $1"),
+    ).await?,
+        acls: fetch(
+            conn,
+        scope,
+        "access_lists",
+        "id, name, default_action, satisfy, pass_auth",
+        "id",
+        |kind| (kind == EntityKind::AccessList).then_some("WHERE id = $1"),
+    ).await?,
+        cert_domains: fetch(
+            conn,
+        scope,
+        "certificate_domains",
+        "certificate_id, name",
+        "certificate_id, position",
+        |kind| (kind == EntityKind::Certificate).then_some("WHERE certificate_id = $1"),
+    ).await?,
+        certs: fetch(
+            conn,
+        scope,
+        "certificates",
+        "id, name, source, certificate_pem, private_key_pem",
+        "id",
+        |kind| (kind == EntityKind::Certificate).then_some("WHERE id = $1"),
+    ).await?,
+        locations: fetch(
+            conn,
+        scope,
+        "locations",
+        "id, proxy_host_id, path, match_kind, balancing, forward_scheme, rewrite, connect_timeout_ms, read_timeout_ms, write_timeout_ms",
+        "proxy_host_id, position",
+        |kind| {
+            (kind == EntityKind::ProxyHost).then_some(
+                "WHERE proxy_host_id = $1",
+            )
+        }).await?,
+        proxy_hosts: fetch(
+            conn,
+        scope,
+        "proxy_hosts",
+        "id, balancing, forward_scheme, upstream_sni, upstream_verify_tls, health_check, passive_max_fails, passive_fail_timeout_ms, retries, connect_timeout_ms, read_timeout_ms, write_timeout_ms, max_body_size, allow_websocket_upgrade, access_list_id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, http2_support, block_exploits, enabled",
+        "id",
+        |kind| {
+            (kind == EntityKind::ProxyHost).then_some(
+            "WHERE id = $1",
+        )
+        }).await?,
+        redirection_hosts: fetch(
+            conn,
+        scope,
+        "redirection_hosts",
+        "id, status, forward_scheme, forward_domain, preserve_path, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, block_exploits, enabled",
+        "id",
+        |kind| {
+            (kind == EntityKind::RedirectionHost).then_some(
+                "WHERE id = $1",
+            )
+        }).await?,
+        dead_hosts: fetch(
+            conn,
+        scope,
+        "dead_hosts",
+        "id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, enabled",
+        "id",
+        |kind| (kind == EntityKind::DeadHost).then_some("WHERE id = $1"),
+    ).await?,
+        streams: fetch(
+            conn,
+        scope,
+        "streams",
+        "id, incoming_port, bind_address, protocol, balancing, access_list_id, certificate_id, proxy_protocol, idle_timeout_ms, enabled",
+        "id",
+        |kind| {
+            (kind == EntityKind::Stream).then_some(
+                "WHERE id = $1",
+            )
+        }).await?,
+        settings: match scope {
+            Scope::All => Some(load_settings(conn).await?),
+            Scope::One(..) => None,
+        },
+    })
+}
+
+/// Builds the config from its rows.
+fn assemble(m: MainRows, mut ch: Children) -> Result<Config, StoreError> {
+    let mut config = Config::new();
+
+    // Access lists.
+    let mut rules: Multi<IpRule> = HashMap::new();
+    let rows = m.acl_rules;
     for (id, action, address) in rows {
         rules.entry(id).or_default().push(IpRule {
             action: enum_from_str(&action, "access rule action")?,
@@ -407,30 +532,14 @@ pub(crate) async fn load_config(conn: &mut Conn, scope: Scope) -> Result<Config,
         });
     }
     let mut users: Multi<AccessUser> = HashMap::new();
-    let rows: Vec<(i64, String, String)> = fetch(
-        conn,
-        scope,
-        "access_list_users",
-        "access_list_id, username, password_hash",
-        "access_list_id, position",
-        |kind| (kind == EntityKind::AccessList).then_some("WHERE access_list_id = $1"),
-    )
-    .await?;
+    let rows = m.acl_users;
     for (id, username, password_hash) in rows {
         users.entry(id).or_default().push(AccessUser {
             username,
             password_hash,
         });
     }
-    let rows: Vec<AccessListRow> = fetch(
-        conn,
-        scope,
-        "access_lists",
-        "id, name, default_action, satisfy, pass_auth",
-        "id",
-        |kind| (kind == EntityKind::AccessList).then_some("WHERE id = $1"),
-    )
-    .await?;
+    let rows = m.acls;
     for r in rows {
         config.access_lists.push(AccessList {
             id: r.id,
@@ -445,27 +554,11 @@ pub(crate) async fn load_config(conn: &mut Conn, scope: Scope) -> Result<Config,
 
     // Certificates.
     let mut cert_names: Multi<String> = HashMap::new();
-    let rows: Vec<(i64, String)> = fetch(
-        conn,
-        scope,
-        "certificate_domains",
-        "certificate_id, name",
-        "certificate_id, position",
-        |kind| (kind == EntityKind::Certificate).then_some("WHERE certificate_id = $1"),
-    )
-    .await?;
+    let rows = m.cert_domains;
     for (id, name) in rows {
         cert_names.entry(id).or_default().push(name);
     }
-    let rows: Vec<(i64, String, String, String, String)> = fetch(
-        conn,
-        scope,
-        "certificates",
-        "id, name, source, certificate_pem, private_key_pem",
-        "id",
-        |kind| (kind == EntityKind::Certificate).then_some("WHERE id = $1"),
-    )
-    .await?;
+    let rows = m.certs;
     for (id, name, source, certificate_pem, private_key_pem) in rows {
         config.certificates.push(Certificate {
             id,
@@ -478,18 +571,7 @@ pub(crate) async fn load_config(conn: &mut Conn, scope: Scope) -> Result<Config,
     }
 
     // Locations, grouped by proxy host.
-    let rows: Vec<LocationRow> = fetch(
-        conn,
-        scope,
-        "locations",
-        "id, proxy_host_id, path, match_kind, balancing, forward_scheme, rewrite, connect_timeout_ms, read_timeout_ms, write_timeout_ms",
-        "proxy_host_id, position",
-        |kind| {
-            (kind == EntityKind::ProxyHost).then_some(
-                "WHERE proxy_host_id = $1",
-            )
-        })
-    .await?;
+    let rows = m.locations;
     let mut locations: Multi<Location> = HashMap::new();
     for r in rows {
         let l = Location {
@@ -514,18 +596,7 @@ pub(crate) async fn load_config(conn: &mut Conn, scope: Scope) -> Result<Config,
     }
 
     // Proxy hosts.
-    let rows: Vec<ProxyHostRow> = fetch(
-        conn,
-        scope,
-        "proxy_hosts",
-        "id, balancing, forward_scheme, upstream_sni, upstream_verify_tls, health_check, passive_max_fails, passive_fail_timeout_ms, retries, connect_timeout_ms, read_timeout_ms, write_timeout_ms, max_body_size, allow_websocket_upgrade, access_list_id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, http2_support, block_exploits, enabled",
-        "id",
-        |kind| {
-            (kind == EntityKind::ProxyHost).then_some(
-            "WHERE id = $1",
-        )
-        })
-    .await?;
+    let rows = m.proxy_hosts;
     config.proxy_hosts.reserve(rows.len());
     for r in rows {
         let passive = PassiveHealth {
@@ -569,18 +640,7 @@ pub(crate) async fn load_config(conn: &mut Conn, scope: Scope) -> Result<Config,
     }
 
     // Redirection hosts.
-    let rows: Vec<RedirectionHostRow> = fetch(
-        conn,
-        scope,
-        "redirection_hosts",
-        "id, status, forward_scheme, forward_domain, preserve_path, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, block_exploits, enabled",
-        "id",
-        |kind| {
-            (kind == EntityKind::RedirectionHost).then_some(
-                "WHERE id = $1",
-            )
-        })
-    .await?;
+    let rows = m.redirection_hosts;
     for r in rows {
         config.redirection_hosts.push(RedirectionHost {
             id: r.id,
@@ -603,15 +663,7 @@ pub(crate) async fn load_config(conn: &mut Conn, scope: Scope) -> Result<Config,
     }
 
     // 404 hosts.
-    let rows: Vec<DeadHostRow> = fetch(
-        conn,
-        scope,
-        "dead_hosts",
-        "id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, enabled",
-        "id",
-        |kind| (kind == EntityKind::DeadHost).then_some("WHERE id = $1"),
-    )
-    .await?;
+    let rows = m.dead_hosts;
     for r in rows {
         config.dead_hosts.push(DeadHost {
             id: r.id,
@@ -626,18 +678,7 @@ pub(crate) async fn load_config(conn: &mut Conn, scope: Scope) -> Result<Config,
     }
 
     // Streams.
-    let rows: Vec<StreamRow> = fetch(
-        conn,
-        scope,
-        "streams",
-        "id, incoming_port, bind_address, protocol, balancing, access_list_id, certificate_id, proxy_protocol, idle_timeout_ms, enabled",
-        "id",
-        |kind| {
-            (kind == EntityKind::Stream).then_some(
-                "WHERE id = $1",
-            )
-        })
-    .await?;
+    let rows = m.streams;
     for r in rows {
         config.streams.push(Stream {
             id: r.id,
@@ -657,8 +698,8 @@ pub(crate) async fn load_config(conn: &mut Conn, scope: Scope) -> Result<Config,
         });
     }
 
-    if let Scope::All = scope {
-        config.settings = load_settings(conn).await?;
+    if let Some(settings) = m.settings {
+        config.settings = settings;
     }
     Ok(config)
 }

@@ -262,8 +262,10 @@ impl SqliteStore {
             source: Box::new(e),
         })?;
 
+        // Two readers stay open so a load can read on both at once.
         let read = SqlitePoolOptions::new()
             .max_connections(options.max_readers.max(1))
+            .min_connections(options.max_readers.clamp(1, 2))
             .connect_with(connect)
             .await
             .map_err(open_err)?;
@@ -483,6 +485,19 @@ impl ConfigStore for SqliteStore {
     async fn load(&self) -> Result<Snapshot, StoreError> {
         let mut tx = self.inner.read.begin().await.map_err(backend)?;
         let revision = read::revision(&mut tx).await?;
+        // With a second reader idle, half the tables are read on it at the
+        // same time, in its own snapshot; when a write committed between
+        // the two snapshots' first reads, their revisions differ and the
+        // load reads everything on the first one instead.
+        if let Some(mut conn) = self.inner.read.try_acquire() {
+            let mut other = sqlx::Acquire::begin(&mut conn).await.map_err(backend)?;
+            if read::revision(&mut other).await? == revision {
+                let config = read::load_config_on_two(&mut other, &mut tx).await?;
+                other.rollback().await.map_err(backend)?;
+                tx.rollback().await.map_err(backend)?;
+                return Ok(Snapshot { revision, config });
+            }
+        }
         let config = read::load_config(&mut tx, Scope::All).await?;
         tx.rollback().await.map_err(backend)?;
         Ok(Snapshot { revision, config })

@@ -16,9 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ppm_core::engine::EngineHandle;
 use ppm_core::stats::Counts;
-use ppm_store::stats::{
-    NodeTotals, Retention, StatsRow, StatsStore, SCOPE_HOST, SCOPE_STREAM, SCOPE_UPSTREAM,
-};
+use ppm_store::stats::{Retention, StatsRow, StatsStore, SCOPE_HOST, SCOPE_STREAM, SCOPE_UPSTREAM};
 use ppm_store::AnyStore;
 
 /// How often the rates of the summary are sampled.
@@ -76,30 +74,20 @@ pub struct NodeShare {
     /// Its last rollup, unix seconds; `None` for this node before its
     /// first rollup.
     pub last_rollup: Option<i64>,
-    /// Its totals per series.
-    pub series: HashMap<SeriesKey, Counts>,
+    /// Its HTTP totals, summed over every host.
+    pub http: Counts,
+    /// Its stream totals, summed over every stream.
+    pub streams: Counts,
 }
 
-/// Totals since the statistics began, per node.
+/// Totals since the statistics began, over every node: what the database
+/// holds, and for this node its counters up to now.
 #[derive(Debug, Clone)]
 pub struct ClusterTotals {
-    /// Every node that recorded statistics, by id: what the database holds,
-    /// and for this node its counters up to now.
-    pub nodes: Vec<NodeShare>,
-}
-
-impl ClusterTotals {
     /// Every series summed across nodes.
-    pub fn sum(&self) -> HashMap<SeriesKey, Counts> {
-        let mut out: HashMap<SeriesKey, Counts> = HashMap::new();
-        for n in &self.nodes {
-            for (k, c) in &n.series {
-                let e = out.entry(k.clone()).or_default();
-                *e = e.plus(c);
-            }
-        }
-        out
-    }
+    pub series: HashMap<SeriesKey, Counts>,
+    /// Every node that recorded statistics, and this node, by id.
+    pub nodes: Vec<NodeShare>,
 }
 
 impl StatsService {
@@ -177,39 +165,58 @@ impl StatsService {
         // No rollup may commit between reading the database and reading
         // what was rolled up, or its counts would be missed or doubled.
         let _guard = self.rollup_lock.lock().await;
-        let nodes = self.store.stats().totals_by_node().await?;
+        let stored = self.store.stats().totals_summary().await?;
         let pending = self.pending();
-        let mut out: Vec<NodeShare> = Vec::with_capacity(nodes.len() + 1);
-        let mut me = None;
-        for n in nodes {
-            let this_node = n.node_id == self.node_id;
-            if this_node {
-                me = Some(out.len());
+        let mut nodes: Vec<NodeShare> = Vec::new();
+        for t in stored.nodes {
+            if nodes.last().is_none_or(|n| n.node_id != t.node_id) {
+                nodes.push(NodeShare {
+                    this_node: t.node_id == self.node_id,
+                    node_id: t.node_id.clone(),
+                    last_rollup: None,
+                    http: Counts::default(),
+                    streams: Counts::default(),
+                });
             }
-            out.push(NodeShare {
-                node_id: n.node_id.clone(),
-                this_node,
-                last_rollup: Some(n.last_rollup),
-                series: series_map(n),
-            });
+            let Some(share) = nodes.last_mut() else {
+                continue;
+            };
+            share.last_rollup = share.last_rollup.max(Some(t.last_rollup));
+            match t.scope.as_str() {
+                SCOPE_HOST => share.http = share.http.plus(&t.counts),
+                SCOPE_STREAM => share.streams = share.streams.plus(&t.counts),
+                _ => {}
+            }
         }
-        match me {
-            Some(i) => {
-                if let Some(share) = out.get_mut(i) {
-                    add_all(&mut share.series, pending);
+        if !nodes.iter().any(|n| n.this_node) {
+            nodes.push(NodeShare {
+                node_id: self.node_id.clone(),
+                this_node: true,
+                last_rollup: None,
+                http: Counts::default(),
+                streams: Counts::default(),
+            });
+            nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        }
+        if let Some(me) = nodes.iter_mut().find(|n| n.this_node) {
+            for ((scope, _), c) in &pending {
+                match *scope {
+                    SCOPE_HOST => me.http = me.http.plus(c),
+                    SCOPE_STREAM => me.streams = me.streams.plus(c),
+                    _ => {}
                 }
             }
-            None => {
-                out.push(NodeShare {
-                    node_id: self.node_id.clone(),
-                    this_node: true,
-                    last_rollup: None,
-                    series: pending,
-                });
-                out.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-            }
         }
-        Ok(ClusterTotals { nodes: out })
+        let mut series: HashMap<SeriesKey, Counts> = stored
+            .series
+            .into_iter()
+            .filter_map(|r| Some(((scope_name(&r.scope)?, r.key), r.counts)))
+            .collect();
+        for (k, c) in pending {
+            let e = series.entry(k).or_default();
+            *e = e.plus(&c);
+        }
+        Ok(ClusterTotals { series, nodes })
     }
 
     /// This process' counters that no rollup has stored yet.
@@ -319,22 +326,6 @@ impl StatsService {
                 }
             }
         }
-    }
-}
-
-/// A node's stored totals by series.
-fn series_map(n: NodeTotals) -> HashMap<SeriesKey, Counts> {
-    n.rows
-        .into_iter()
-        .filter_map(|r| Some(((scope_name(&r.scope)?, r.key), r.counts)))
-        .collect()
-}
-
-/// Adds `more` to `into`, series by series.
-fn add_all(into: &mut HashMap<SeriesKey, Counts>, more: HashMap<SeriesKey, Counts>) {
-    for (k, c) in more {
-        let e = into.entry(k).or_default();
-        *e = e.plus(&c);
     }
 }
 

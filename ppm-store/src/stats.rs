@@ -11,7 +11,8 @@
 //! nodes never write the same row. The reads sum across nodes
 //! ([`series`](StatsStore::series), [`totals`](StatsStore::totals)) or give
 //! each node's share ([`series_by_node`](StatsStore::series_by_node),
-//! [`totals_by_node`](StatsStore::totals_by_node)).
+//! [`totals_by_node`](StatsStore::totals_by_node)), or both at once
+//! ([`totals_summary`](StatsStore::totals_summary)).
 //!
 //! A rollup adds one node's counter deltas to the minute row, the hour row
 //! and the total row of each series in one transaction; rows are keyed by
@@ -121,6 +122,32 @@ pub struct NodeTotals {
     pub rows: Vec<StatsRow>,
 }
 
+/// One node's totals of one scope, summed over the scope's series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeScopeTotals {
+    /// The node that recorded them (empty for rows recorded before
+    /// statistics were kept per node).
+    pub node_id: String,
+    /// `host`, `upstream` or `stream`.
+    pub scope: String,
+    /// The node's last rollup that added to the scope, unix seconds.
+    pub last_rollup: i64,
+    /// The counters.
+    pub counts: Counts,
+}
+
+/// The totals as a summary needs them, read at one point in time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TotalsSummary {
+    /// Every series' totals summed across nodes, by scope and key.
+    pub series: Vec<StatsRow>,
+    /// Each node's totals per scope, by node id and scope; for each scope
+    /// they add up to the sum of that scope's `series`.
+    pub nodes: Vec<NodeScopeTotals>,
+}
+
 /// Storage of the traffic time series, recorded per node.
 #[async_trait]
 pub trait StatsStore: Send + Sync {
@@ -166,10 +193,17 @@ pub trait StatsStore: Send + Sync {
     /// Each node's totals since the database was created, by node id.
     async fn totals_by_node(&self) -> Result<Vec<NodeTotals>, WriteError>;
 
+    /// Every series' totals summed across nodes, and each node's totals
+    /// per scope, from one snapshot of the database. Reads as many rows as
+    /// there are series plus nodes times scopes, where
+    /// [`totals_by_node`](Self::totals_by_node) reads every node's row of
+    /// every series.
+    async fn totals_summary(&self) -> Result<TotalsSummary, WriteError>;
+
     /// Totals of every series since the database was created, summed
     /// across nodes, by scope and key.
     async fn totals(&self) -> Result<Vec<StatsRow>, WriteError> {
-        Ok(sum_totals(&self.totals_by_node().await?))
+        Ok(self.totals_summary().await?.series)
     }
 
     /// Deletes every node's minute and hour rows older than `retention`
@@ -354,6 +388,25 @@ mod sql {
         )
     }
 
+    /// The totals summed per series, then per node and scope, in one
+    /// statement (so from one snapshot). Columns: part (0: per series, 1:
+    /// per node and scope), node, scope, key, ts, the counters.
+    pub(super) fn totals_summary() -> String {
+        let sums: Vec<String> = COLUMNS
+            .iter()
+            .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
+            .collect();
+        let sums = sums.join(", ");
+        format!(
+            "SELECT CAST(0 AS BIGINT), CAST(NULL AS TEXT), scope, key, CAST(MAX(ts) AS BIGINT), \
+             {sums} FROM stats_total GROUP BY scope, key \
+             UNION ALL \
+             SELECT CAST(1 AS BIGINT), node_id, scope, CAST(NULL AS TEXT), CAST(MAX(ts) AS BIGINT), \
+             {sums} FROM stats_total GROUP BY node_id, scope \
+             ORDER BY 1, 2, 3, 4"
+        )
+    }
+
     /// Deletes the rows of `table` before `$1`.
     pub(super) fn prune(table: &str) -> String {
         format!("DELETE FROM {table} WHERE ts < $1")
@@ -531,6 +584,33 @@ macro_rules! stats_store {
                     found.push((r.try_get(0)?, row, r.try_get(3)?));
                 }
                 Ok(group_totals(found))
+            }
+
+            async fn totals_summary(&self) -> Result<TotalsSummary, WriteError> {
+                use sqlx::Row;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql::totals_summary()))
+                    .fetch_all(self.$read())
+                    .await?;
+                let mut out = TotalsSummary::default();
+                for r in rows {
+                    let part: i64 = r.try_get(0)?;
+                    let scope: String = r.try_get(2)?;
+                    let counts = row_counts(&r, 5)?;
+                    if part == 0 {
+                        let key: Option<String> = r.try_get(3)?;
+                        out.series
+                            .push(StatsRow::new(scope, key.unwrap_or_default(), counts));
+                    } else {
+                        let node_id: Option<String> = r.try_get(1)?;
+                        out.nodes.push(NodeScopeTotals {
+                            node_id: node_id.unwrap_or_default(),
+                            scope,
+                            last_rollup: r.try_get::<Option<i64>, _>(4)?.unwrap_or(0),
+                            counts,
+                        });
+                    }
+                }
+                Ok(out)
             }
 
             async fn prune(&self, now: i64, retention: Retention) -> Result<u64, WriteError> {

@@ -1380,6 +1380,31 @@ async fn stats_are_recorded_per_node_and_summed<B: Backend>(b: Arc<B>) {
         ("node-b", t0 + 3650, 1)
     );
     assert_eq!(by[1].rows[0].counts.requests, 8);
+    assert_eq!(ppm_store::stats::sum_totals(&by), totals);
+    // Both at once: per series, and per node and scope.
+    let summary = a.totals_summary().await.unwrap();
+    assert_eq!(summary.series, totals);
+    let nodes: Vec<(&str, &str, i64, u64)> = summary
+        .nodes
+        .iter()
+        .map(|n| {
+            (
+                n.node_id.as_str(),
+                n.scope.as_str(),
+                n.last_rollup,
+                n.counts.requests,
+            )
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            ("node-a", "host", t0 + 70, 3),
+            ("node-a", "upstream", t0 + 5, 2),
+            ("node-b", "host", t0 + 3650, 8),
+        ]
+    );
+    assert_eq!(summary.nodes[2].counts.bytes_out, 12);
 
     // Prune: minute rows before t0+3300 and hour rows before t0+300, of
     // every node; totals stay.

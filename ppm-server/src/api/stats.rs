@@ -147,7 +147,7 @@ pub(super) async fn summary(
     let s = &state.stats;
     let current = s.current();
     let cluster: ClusterTotals = s.cluster_totals().await?;
-    let totals = cluster.sum();
+    let totals = &cluster.series;
     let since_start = StatsService::host_sum(&current);
     let engine_stats = s.engine().stats();
     let active_requests = engine_stats.hosts().iter().map(|h| h.stats.active).sum();
@@ -188,13 +188,10 @@ pub(super) async fn summary(
     by_errors.sort_by(|a, b| b.errors.cmp(&a.errors).then(a.name.cmp(&b.name)));
     hosts.truncate(top);
     by_errors.truncate(top);
-    let stream_sum = |series: &HashMap<crate::stats::SeriesKey, Counts>| {
-        series
-            .iter()
-            .filter(|((scope, _), _)| *scope == SCOPE_STREAM)
-            .fold(Counts::default(), |a, (_, c)| a.plus(c))
-    };
-    let streams = stream_sum(&totals);
+    let streams = totals
+        .iter()
+        .filter(|((scope, _), _)| *scope == SCOPE_STREAM)
+        .fold(Counts::default(), |a, (_, c)| a.plus(c));
     let nodes = cluster
         .nodes
         .iter()
@@ -202,8 +199,8 @@ pub(super) async fn summary(
             node_id: n.node_id.clone(),
             this_node: n.this_node,
             last_rollup: n.last_rollup,
-            totals: StatsService::host_sum(&n.series),
-            streams: stream_sum(&n.series),
+            totals: n.http,
+            streams: n.streams,
         })
         .collect();
     let access_log = match engine_stats.access_log() {
@@ -222,7 +219,7 @@ pub(super) async fn summary(
         },
     };
     Ok(Json(Summary {
-        totals: StatsService::host_sum(&totals),
+        totals: StatsService::host_sum(totals),
         since_start,
         active_requests,
         rates,

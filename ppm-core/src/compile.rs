@@ -27,7 +27,7 @@ use crate::forwarded::TrustedProxies;
 use crate::router::{HostTable, LocationMatcher, PathPattern};
 use crate::store::Snapshot;
 use crate::tls::CertificateTable;
-use crate::upstream::{GroupMap, GroupSpec, MemberSpec, UpstreamGroup};
+use crate::upstream::{GroupMap, GroupSpec, HashedSpec, MemberSpec, UpstreamGroup};
 use crate::validate;
 
 /// Default upstream connect timeout.
@@ -1236,6 +1236,7 @@ impl Compiler<'_> {
     /// The group for `spec`: shared with an equal spec of this config or
     /// reused from the previous one (keeping its health state), else new.
     fn group_for(&mut self, spec: GroupSpec, p: &dyn fmt::Display) -> Option<Arc<UpstreamGroup>> {
+        let spec = HashedSpec::new(spec);
         if let Some(g) = self.groups.get(&spec) {
             return Some(g.clone());
         }
@@ -1243,7 +1244,7 @@ impl Compiler<'_> {
             self.groups.insert(spec, g.clone());
             return Some(g.clone());
         }
-        match UpstreamGroup::new(spec.clone()) {
+        match UpstreamGroup::new(spec.spec().clone()) {
             Ok(g) => {
                 let g = Arc::new(g);
                 self.groups.insert(spec, g.clone());

@@ -491,8 +491,68 @@ mod futures_lite_now {
 }
 
 /// Shared groups keyed by spec, for reuse across revisions.
-pub(crate) type GroupMap =
-    std::collections::HashMap<GroupSpec, Arc<UpstreamGroup>, foldhash::fast::RandomState>;
+pub(crate) type GroupMap = std::collections::HashMap<
+    HashedSpec,
+    Arc<UpstreamGroup>,
+    std::hash::BuildHasherDefault<PassThrough>,
+>;
+
+/// A spec with its hash, computed once: a compile looks each spec up in
+/// its own map and the previous config's, then inserts it.
+#[derive(Debug, Clone)]
+pub(crate) struct HashedSpec {
+    hash: u64,
+    spec: GroupSpec,
+}
+
+impl HashedSpec {
+    pub(crate) fn new(spec: GroupSpec) -> Self {
+        use std::hash::BuildHasher;
+        // A fixed seed: keys of one revision's map are looked up in the
+        // next one's. Specs come from the config, not from clients.
+        let hash = foldhash::fast::FixedState::default().hash_one(&spec);
+        HashedSpec { hash, spec }
+    }
+
+    pub(crate) fn spec(&self) -> &GroupSpec {
+        &self.spec
+    }
+}
+
+impl PartialEq for HashedSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.spec == other.spec
+    }
+}
+
+impl Eq for HashedSpec {}
+
+impl std::hash::Hash for HashedSpec {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// The hasher of [`GroupMap`]: its keys are hashes already.
+#[derive(Default)]
+pub(crate) struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in all the same.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 #[cfg(test)]
 mod tests {

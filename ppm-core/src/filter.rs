@@ -631,6 +631,18 @@ struct FnFactory<C, F> {
     _config: std::marker::PhantomData<fn() -> C>,
 }
 
+impl<C, F> FnFactory<C, F> {
+    fn new(kind: &str, priority: i32, build: F, model: Option<Box<ModelFn>>) -> Self {
+        FnFactory {
+            kind: kind.to_string(),
+            priority,
+            build,
+            model,
+            _config: std::marker::PhantomData,
+        }
+    }
+}
+
 impl<C, F> FilterFactory for FnFactory<C, F>
 where
     C: DeserializeOwned + 'static,
@@ -702,13 +714,7 @@ impl FilterRegistry {
             + Sync
             + 'static,
     {
-        self.register(FnFactory {
-            kind: kind.to_string(),
-            priority,
-            build,
-            model: None,
-            _config: std::marker::PhantomData,
-        })
+        self.register(FnFactory::new(kind, priority, build, None))
     }
 
     /// Like [`register_fn`](Self::register_fn), with `model` building the
@@ -736,13 +742,7 @@ impl FilterRegistry {
             + Sync
             + 'static,
     {
-        self.register(FnFactory {
-            kind: kind.to_string(),
-            priority,
-            build,
-            model: Some(Box::new(model)),
-            _config: std::marker::PhantomData,
-        })
+        self.register(FnFactory::new(kind, priority, build, Some(Box::new(model))))
     }
 
     /// The factory for `kind`.

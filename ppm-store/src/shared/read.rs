@@ -233,7 +233,7 @@ fn timeouts(c: Option<i64>, r: Option<i64>, w: Option<i64>) -> Result<Timeouts, 
 
 /// Children shared by hosts and locations, grouped by owner.
 #[derive(Default)]
-struct Children {
+pub(crate) struct Children {
     upstreams_ph: Multi<Upstream>,
     upstreams_loc: Multi<Upstream>,
     upstreams_stream: Multi<Upstream>,
@@ -250,7 +250,7 @@ struct Children {
     domains_dh: Multi<String>,
 }
 
-async fn children(conn: &mut Conn, scope: Scope) -> Result<Children, StoreError> {
+pub(crate) async fn children(conn: &mut Conn, scope: Scope) -> Result<Children, StoreError> {
     let mut c = Children::default();
 
     let rows: Vec<UpstreamRow> = fetch(
@@ -391,19 +391,8 @@ pub(crate) async fn load_config(conn: &mut Conn, scope: Scope) -> Result<Config,
     assemble(m, ch)
 }
 
-/// Loads the whole config over two connections at once: the children
-/// tables on `a`, the others on `b`. Each must be in a transaction that
-/// has read the same revision (a consistent snapshot of one state).
-// Only SQLite loads this way: its reads on one connection leave the second
-// core idle, while a PostgreSQL server runs a load's queries itself.
-#[allow(dead_code)]
-pub(crate) async fn load_config_on_two(a: &mut Conn, b: &mut Conn) -> Result<Config, StoreError> {
-    let (ch, m) = tokio::try_join!(children(a, Scope::All), main_rows(b, Scope::All))?;
-    assemble(m, ch)
-}
-
 /// The rows of the tables other than the children's, as loaded.
-struct MainRows {
+pub(crate) struct MainRows {
     acl_rules: Vec<(i64, String, String)>,
     acl_users: Vec<(i64, String, String)>,
     acls: Vec<AccessListRow>,
@@ -417,7 +406,7 @@ struct MainRows {
     settings: Option<Settings>,
 }
 
-async fn main_rows(conn: &mut Conn, scope: Scope) -> Result<MainRows, StoreError> {
+pub(crate) async fn main_rows(conn: &mut Conn, scope: Scope) -> Result<MainRows, StoreError> {
     Ok(MainRows {
         acl_rules: fetch(
             conn,
@@ -519,7 +508,7 @@ async fn main_rows(conn: &mut Conn, scope: Scope) -> Result<MainRows, StoreError
 }
 
 /// Builds the config from its rows.
-fn assemble(m: MainRows, mut ch: Children) -> Result<Config, StoreError> {
+pub(crate) fn assemble(m: MainRows, mut ch: Children) -> Result<Config, StoreError> {
     let mut config = Config::new();
 
     // Access lists.

@@ -485,21 +485,35 @@ impl ConfigStore for SqliteStore {
     async fn load(&self) -> Result<Snapshot, StoreError> {
         let mut tx = self.inner.read.begin().await.map_err(backend)?;
         let revision = read::revision(&mut tx).await?;
-        // With a second reader idle, half the tables are read on it at the
-        // same time, in its own snapshot; when a write committed between
-        // the two snapshots' first reads, their revisions differ and the
-        // load reads everything on the first one instead.
-        if let Some(mut conn) = self.inner.read.try_acquire() {
-            let mut other = sqlx::Acquire::begin(&mut conn).await.map_err(backend)?;
-            if read::revision(&mut other).await? == revision {
-                let config = read::load_config_on_two(&mut other, &mut tx).await?;
+        // With a second reader idle, the children tables are read and
+        // parsed on it by another task while this one reads the rest, each
+        // in its own snapshot; when a write committed between the two
+        // snapshots' first reads, their revisions differ and the children
+        // are read here instead.
+        let other = self.inner.read.try_acquire().map(|mut conn| {
+            tokio::spawn(async move {
+                let mut other = sqlx::Acquire::begin(&mut conn).await.map_err(backend)?;
+                if read::revision(&mut other).await? != revision {
+                    return Ok(None);
+                }
+                let children = read::children(&mut other, Scope::All).await?;
                 other.rollback().await.map_err(backend)?;
-                tx.rollback().await.map_err(backend)?;
-                return Ok(Snapshot { revision, config });
-            }
-        }
-        let config = read::load_config(&mut tx, Scope::All).await?;
+                Ok::<_, StoreError>(Some(children))
+            })
+        });
+        let main = read::main_rows(&mut tx, Scope::All).await?;
+        let children = match other {
+            Some(task) => task
+                .await
+                .map_err(|e| StoreError::backend(format!("loading the children tables: {e}")))??,
+            None => None,
+        };
+        let children = match children {
+            Some(c) => c,
+            None => read::children(&mut tx, Scope::All).await?,
+        };
         tx.rollback().await.map_err(backend)?;
+        let config = read::assemble(main, children)?;
         Ok(Snapshot { revision, config })
     }
 

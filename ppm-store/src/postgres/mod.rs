@@ -1,11 +1,19 @@
 //! [`PostgresStore`]: the config in PostgreSQL, shared by many nodes.
 
-mod accounts;
 mod dialect;
-// Compiled once per backend on purpose: see `shared/mod.rs`.
+// The code both backends share, compiled here against `dialect` (see
+// `shared/mod.rs`).
+#[allow(clippy::duplicate_mod)]
+#[path = "../shared/accounts.rs"]
+mod accounts;
 #[allow(clippy::duplicate_mod)]
 #[path = "../shared/read.rs"]
 mod read;
+#[allow(clippy::duplicate_mod)]
+#[path = "../shared/store.rs"]
+mod store;
+#[allow(clippy::duplicate_mod)]
+#[path = "../shared/write.rs"]
 mod write;
 
 use std::path::PathBuf;
@@ -15,23 +23,16 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ppm_core::config::{Config, Id, Settings};
 use ppm_core::error::StoreError;
 use ppm_core::store::{ChangeNotifier, ChangeSignal, ConfigStore, Snapshot};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use tokio::task::JoinHandle;
 
+use self::dialect::{unavailable, write_unavailable};
 use self::read::Scope;
-use self::write::Mode;
 use crate::checkpoint::Checkpoints;
-use crate::codec;
-use crate::codec::narrow;
 use crate::error::{backend, OpenError, WriteError};
-use crate::model::{
-    Change, Committed, Entity, EntityKind, RevisionChanges, RevisionInfo, WriteContext,
-};
-use crate::writer::ConfigWriter;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres");
 
@@ -218,16 +219,6 @@ async fn history_sizes(pool: &PgPool) -> Result<Checkpoints, sqlx::Error> {
 async fn read_revision(pool: &PgPool) -> Result<u64, StoreError> {
     let mut conn = pool.acquire().await.map_err(unavailable)?;
     read::revision(&mut conn).await
-}
-
-/// A pool or connection failure: the database is unreachable for now.
-fn unavailable(e: sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            StoreError::Unavailable(format!("PostgreSQL is unreachable: {e}"))
-        }
-        other => backend(other),
-    }
 }
 
 impl PostgresStore {
@@ -417,89 +408,22 @@ impl PostgresStore {
     }
 
     /// A read-only transaction on one snapshot of the database.
-    async fn begin_read(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+    async fn begin_read(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.inner
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
-            .map_err(unavailable)
     }
 
-    /// Bumps the revision and records the history entry, inside `tx`.
-    async fn finish_write(
-        &self,
-        conn: &mut PgConnection,
-        ctx: &WriteContext,
-        summary: &str,
-        changes: &[Change],
-    ) -> Result<u64, WriteError> {
-        let revision: i64 = sqlx::query_scalar(
-            "UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        let revision: u64 = narrow(revision, "revision")?;
-        let replaced = changes.iter().any(|c| matches!(c, Change::ReplaceAll));
-        let changes = codec::to_json(changes)?;
-        let checkpoints = &self.inner.checkpoints;
-        let snapshot = if replaced || checkpoints.due(changes.len()) {
-            let config = read::load_config(conn, Scope::All).await?;
-            Some(codec::to_json(&config)?)
-        } else {
-            None
-        };
-        checkpoints.record(changes.len(), snapshot.as_ref().map(String::len));
-        sqlx::query(
-            "INSERT INTO config_history (revision, at, actor, client_ip, summary, changes, snapshot)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(revision as i64)
-        .bind(crate::sqlite::timestamp())
-        .bind(&ctx.actor)
-        .bind(&ctx.client_ip)
-        .bind(summary)
-        .bind(changes)
-        .bind(snapshot)
-        .execute(&mut *conn)
-        .await?;
-        Ok(revision)
+    /// The pool reads use (every connection: there is one pool).
+    pub(crate) fn read_pool(&self) -> &PgPool {
+        &self.inner.pool
     }
 
-    /// Commits and announces the revision.
-    async fn commit(
-        &self,
-        tx: Transaction<'static, Postgres>,
-        revision: u64,
-    ) -> Result<(), WriteError> {
-        tx.commit().await?;
-        self.inner.announce(revision);
-        Ok(())
+    /// The pool writes use (every connection: there is one pool).
+    pub(crate) fn write_pool(&self) -> &PgPool {
+        &self.inner.pool
     }
-
-    async fn get_in(
-        conn: &mut PgConnection,
-        kind: EntityKind,
-        id: Id,
-    ) -> Result<Entity, WriteError> {
-        let mut config = read::load_config(conn, Scope::One(kind, id)).await?;
-        let found = match kind {
-            EntityKind::ProxyHost => config.proxy_hosts.pop().map(Entity::ProxyHost),
-            EntityKind::RedirectionHost => {
-                config.redirection_hosts.pop().map(Entity::RedirectionHost)
-            }
-            EntityKind::DeadHost => config.dead_hosts.pop().map(Entity::DeadHost),
-            EntityKind::Stream => config.streams.pop().map(Entity::Stream),
-            EntityKind::AccessList => config.access_lists.pop().map(Entity::AccessList),
-            EntityKind::Certificate => config.certificates.pop().map(Entity::Certificate),
-            EntityKind::User | EntityKind::ApiToken => None,
-        };
-        found.ok_or(WriteError::NotFound { kind, id })
-    }
-}
-
-/// A connection failure at the start of a write: unavailable, not a bug.
-fn write_unavailable(e: sqlx::Error) -> WriteError {
-    WriteError::from(unavailable(e))
 }
 
 async fn current_schema(pool: &PgPool) -> Result<String, sqlx::Error> {
@@ -626,7 +550,7 @@ async fn poll(inner: Weak<Inner>, interval: Duration) {
 #[async_trait]
 impl ConfigStore for PostgresStore {
     async fn load(&self) -> Result<Snapshot, StoreError> {
-        let mut tx = self.begin_read().await?;
+        let mut tx = self.begin_read().await.map_err(unavailable)?;
         let revision = read::revision(&mut tx).await?;
         let config = read::load_config(&mut tx, Scope::All).await?;
         tx.rollback().await.map_err(backend)?;
@@ -639,211 +563,6 @@ impl ConfigStore for PostgresStore {
 
     fn watch(&self) -> Option<ChangeSignal> {
         Some(self.inner.notifier.subscribe())
-    }
-}
-
-#[async_trait]
-impl ConfigWriter for PostgresStore {
-    async fn create(
-        &self,
-        ctx: &WriteContext,
-        mut entity: Entity,
-    ) -> Result<Committed<Entity>, WriteError> {
-        entity.set_id(0);
-        let mut tx = self.begin_write().await?;
-        write::check_entity(&mut tx, &entity).await?;
-        write::write_entity(&mut tx, &mut entity, Mode::Create).await?;
-        let summary = format!("create {}", entity.label());
-        let changes = [Change::Create {
-            after: entity.clone(),
-        }];
-        let revision = self.finish_write(&mut tx, ctx, &summary, &changes).await?;
-        self.commit(tx, revision).await?;
-        Ok(Committed::new(revision, entity))
-    }
-
-    async fn update(
-        &self,
-        ctx: &WriteContext,
-        mut entity: Entity,
-    ) -> Result<Committed<Entity>, WriteError> {
-        let mut tx = self.begin_write().await?;
-        let before = Self::get_in(&mut tx, entity.kind(), entity.id()).await?;
-        write::check_entity(&mut tx, &entity).await?;
-        write::write_entity(&mut tx, &mut entity, Mode::Update).await?;
-        let summary = format!("update {}", entity.label());
-        let changes = [Change::Update {
-            before,
-            after: entity.clone(),
-        }];
-        let revision = self.finish_write(&mut tx, ctx, &summary, &changes).await?;
-        self.commit(tx, revision).await?;
-        Ok(Committed::new(revision, entity))
-    }
-
-    async fn delete(
-        &self,
-        ctx: &WriteContext,
-        kind: EntityKind,
-        id: Id,
-    ) -> Result<Committed<Entity>, WriteError> {
-        let mut tx = self.begin_write().await?;
-        let before = Self::get_in(&mut tx, kind, id).await?;
-        write::check_unused(&mut tx, kind, id).await?;
-        write::delete_entity(&mut tx, kind, id).await?;
-        let summary = format!("delete {}", before.label());
-        let changes = [Change::Delete {
-            before: before.clone(),
-        }];
-        let revision = self.finish_write(&mut tx, ctx, &summary, &changes).await?;
-        self.commit(tx, revision).await?;
-        Ok(Committed::new(revision, before))
-    }
-
-    async fn get(&self, kind: EntityKind, id: Id) -> Result<Entity, WriteError> {
-        let mut tx = self.begin_read().await?;
-        let found = Self::get_in(&mut tx, kind, id).await;
-        tx.rollback().await?;
-        found
-    }
-
-    async fn update_settings(
-        &self,
-        ctx: &WriteContext,
-        settings: Settings,
-    ) -> Result<Committed<Settings>, WriteError> {
-        let mut tx = self.begin_write().await?;
-        write::check_settings(&mut tx, &settings).await?;
-        let before = read::load_settings(&mut tx).await?;
-        write::write_settings(&mut tx, &settings).await?;
-        let changes = [Change::Settings {
-            before: Box::new(before),
-            after: Box::new(settings.clone()),
-        }];
-        let revision = self
-            .finish_write(&mut tx, ctx, "update settings", &changes)
-            .await?;
-        self.commit(tx, revision).await?;
-        Ok(Committed::new(revision, settings))
-    }
-
-    async fn replace_all(
-        &self,
-        ctx: &WriteContext,
-        config: Config,
-        summary: &str,
-    ) -> Result<Committed<Config>, WriteError> {
-        write::check_config(&config)?;
-        let mut tx = self.begin_write().await?;
-        write::clear_config(&mut tx).await?;
-        write::insert_config(&mut tx, &config).await?;
-        let stored = read::load_config(&mut tx, Scope::All).await?;
-        let revision = self
-            .finish_write(&mut tx, ctx, summary, &[Change::ReplaceAll])
-            .await?;
-        self.commit(tx, revision).await?;
-        Ok(Committed::new(revision, stored))
-    }
-
-    async fn history(
-        &self,
-        before: Option<u64>,
-        limit: u32,
-    ) -> Result<Vec<RevisionInfo>, WriteError> {
-        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
-        let rows: Vec<(i64, i64, String, Option<String>, String)> = sqlx::query_as(
-            "SELECT revision, at, actor, client_ip, summary FROM config_history
-             WHERE revision < $1 ORDER BY revision DESC LIMIT $2",
-        )
-        .bind(before)
-        .bind(i64::from(limit))
-        .fetch_all(&self.inner.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(revision, at, actor, client_ip, summary)| {
-                Ok(RevisionInfo {
-                    revision: narrow(revision, "revision")?,
-                    at,
-                    actor,
-                    client_ip,
-                    summary,
-                })
-            })
-            .collect()
-    }
-
-    async fn revision_changes(&self, revision: u64) -> Result<RevisionChanges, WriteError> {
-        let rev = i64::try_from(revision).map_err(|_| WriteError::UnknownRevision(revision))?;
-        let row: Option<(i64, String, Option<String>, String, String)> = sqlx::query_as(
-            "SELECT at, actor, client_ip, summary, changes FROM config_history WHERE revision = $1",
-        )
-        .bind(rev)
-        .fetch_optional(&self.inner.pool)
-        .await?;
-        let (at, actor, client_ip, summary, changes) =
-            row.ok_or(WriteError::UnknownRevision(revision))?;
-        Ok(RevisionChanges {
-            info: RevisionInfo {
-                revision,
-                at,
-                actor,
-                client_ip,
-                summary,
-            },
-            changes: codec::from_json(&changes, "history changes")?,
-        })
-    }
-
-    async fn snapshot_at(&self, revision: u64) -> Result<Snapshot, WriteError> {
-        if revision == 0 {
-            return Ok(Snapshot {
-                revision,
-                config: Config::new(),
-            });
-        }
-        let rev = i64::try_from(revision).map_err(|_| WriteError::UnknownRevision(revision))?;
-        let mut tx = self.begin_read().await?;
-        let known: Option<i64> =
-            sqlx::query_scalar("SELECT revision FROM config_history WHERE revision = $1")
-                .bind(rev)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if known.is_none() {
-            return Err(WriteError::UnknownRevision(revision));
-        }
-        let checkpoint: Option<(i64, String)> = sqlx::query_as(
-            "SELECT revision, snapshot FROM config_history
-             WHERE revision <= $1 AND snapshot IS NOT NULL
-             ORDER BY revision DESC LIMIT 1",
-        )
-        .bind(rev)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (from, mut config) = match checkpoint {
-            Some((r, json)) => (r, codec::from_json::<Config>(&json, "history snapshot")?),
-            None => (0, Config::new()),
-        };
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT revision, changes FROM config_history
-             WHERE revision > $1 AND revision <= $2 ORDER BY revision",
-        )
-        .bind(from)
-        .bind(rev)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.rollback().await?;
-        for (r, json) in rows {
-            let changes: Vec<Change> = codec::from_json(&json, "history changes")?;
-            for change in &changes {
-                if matches!(change, Change::ReplaceAll) {
-                    return Err(WriteError::Corrupt(format!(
-                        "revision {r} replaced the config but has no snapshot"
-                    )));
-                }
-                change.apply(&mut config);
-            }
-        }
-        Ok(Snapshot { revision, config })
     }
 }
 

@@ -5,9 +5,44 @@ use ppm_core::config::Id;
 use ppm_core::error::StoreError;
 
 use crate::codec::from_json;
-use crate::error::backend;
+use crate::error::{backend, WriteError};
 
+pub(super) use super::SqliteStore as Store;
+pub(super) use sqlx::Sqlite as Db;
 pub(super) use sqlx::SqliteConnection as Conn;
+
+/// The id column's value in an `INSERT` of an entity: `$1`, which is the
+/// id to keep (an import) or NULL, for which SQLite picks the next id
+/// (`AUTOINCREMENT`: never one used before).
+macro_rules! new_id {
+    ($table:literal) => {
+        "$1"
+    };
+}
+pub(super) use new_id;
+
+/// `users.email` equal to the parameter `$p`, ignoring ASCII case: the
+/// column is `COLLATE NOCASE`, so the comparison is too and its unique
+/// index serves it.
+macro_rules! email_matches {
+    ($p:literal) => {
+        concat!("email = ", $p)
+    };
+}
+pub(super) use email_matches;
+
+/// After an import wrote its rows with their ids: nothing to do, as
+/// `AUTOINCREMENT` keeps new ids above every id stored.
+pub(super) async fn after_import(_conn: &mut Conn) -> Result<(), WriteError> {
+    Ok(())
+}
+
+/// A failure to get a connection or start a transaction, for a write or a
+/// read of the history: the driver's error as it is (the database is a
+/// local file; there is no server to be unreachable).
+pub(super) fn write_unavailable(e: sqlx::Error) -> WriteError {
+    WriteError::from(e)
+}
 
 /// What a row type of `shared/read.rs` must be to be loaded by [`select`].
 pub(super) trait Row: serde::de::DeserializeOwned {}

@@ -1,9 +1,13 @@
-//! Users, API tokens, the audit log and server secrets in PostgreSQL; the
-//! same behaviour as the SQLite backend's (see [`crate::accounts`]).
+//! Users, API tokens, the audit log and server secrets: the inherent
+//! methods behind [`AccountStore`](crate::AccountStore), whose records and
+//! rules [`crate::accounts`] describes.
+//!
+//! Compiled once per backend (see `shared/mod.rs`): the `SqliteStore`
+//! methods document both backends' behaviour.
 
 use ppm_core::config::Id;
 
-use super::PostgresStore;
+use super::dialect::{self, Store};
 use crate::accounts::{
     audit_from_row, is_unique_violation, token_from_row, ApiToken, AuditEntry, AuditRow, NewUser,
     TokenRow, User,
@@ -12,7 +16,7 @@ use crate::error::WriteError;
 use crate::model::EntityKind;
 use crate::sqlite::timestamp;
 
-impl PostgresStore {
+impl Store {
     /// Creates a user. Fails with a field error on `email` when it is taken.
     pub async fn create_user(&self, user: NewUser) -> Result<User, WriteError> {
         let now = timestamp();
@@ -29,7 +33,7 @@ impl PostgresStore {
         .bind(&user.role)
         .bind(now)
         .bind((!user.must_change_password).then_some(now))
-        .fetch_one(self.pool())
+        .fetch_one(self.write_pool())
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -47,7 +51,7 @@ impl PostgresStore {
                 created_at, updated_at FROM users WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.read_pool())
         .await?
         .ok_or(WriteError::NotFound {
             kind: EntityKind::User,
@@ -57,12 +61,13 @@ impl PostgresStore {
 
     /// Finds a user by email (case-insensitively).
     pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, WriteError> {
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as(concat!(
             "SELECT id, email, name, password_hash, role, disabled, password_changed_at,
-                created_at, updated_at FROM users WHERE lower(email) = lower($1)",
-        )
+                created_at, updated_at FROM users WHERE ",
+            dialect::email_matches!("$1"),
+        ))
         .bind(email)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.read_pool())
         .await?)
     }
 
@@ -72,7 +77,7 @@ impl PostgresStore {
             "SELECT id, email, name, password_hash, role, disabled, password_changed_at,
                 created_at, updated_at FROM users ORDER BY id",
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.read_pool())
         .await?)
     }
 
@@ -91,7 +96,7 @@ impl PostgresStore {
         .bind(&user.role)
         .bind(user.disabled)
         .bind(timestamp())
-        .fetch_optional(self.pool())
+        .fetch_optional(self.write_pool())
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -133,7 +138,7 @@ impl PostgresStore {
         .bind(password_hash)
         .bind(now)
         .bind(changed_at)
-        .execute(self.pool())
+        .execute(self.write_pool())
         .await?;
         if done.rows_affected() == 0 {
             return Err(WriteError::NotFound {
@@ -148,7 +153,7 @@ impl PostgresStore {
     pub async fn delete_user(&self, id: Id) -> Result<(), WriteError> {
         let done = sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(id)
-            .execute(self.pool())
+            .execute(self.write_pool())
             .await?;
         if done.rows_affected() == 0 {
             return Err(WriteError::NotFound {
@@ -181,7 +186,7 @@ impl PostgresStore {
         .bind(token_hash)
         .bind(scopes)
         .bind(timestamp())
-        .fetch_one(self.pool())
+        .fetch_one(self.write_pool())
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
@@ -203,7 +208,7 @@ impl PostgresStore {
              FROM api_tokens WHERE token_hash = $1",
         )
         .bind(token_hash)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.read_pool())
         .await?;
         row.map(token_from_row).transpose()
     }
@@ -215,7 +220,7 @@ impl PostgresStore {
              FROM api_tokens WHERE user_id = $1 ORDER BY id",
         )
         .bind(user_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.read_pool())
         .await?;
         rows.into_iter().map(token_from_row).collect()
     }
@@ -239,7 +244,7 @@ impl PostgresStore {
         let done = sqlx::query(sql)
             .bind(id)
             .bind(timestamp())
-            .execute(self.pool())
+            .execute(self.write_pool())
             .await?;
         if done.rows_affected() == 0 {
             return Err(WriteError::NotFound {
@@ -268,7 +273,7 @@ impl PostgresStore {
         .bind(entry.entity_id)
         .bind(json(&entry.before))
         .bind(json(&entry.after))
-        .fetch_one(self.pool())
+        .fetch_one(self.write_pool())
         .await?;
         Ok(AuditEntry { id, ..entry })
     }
@@ -286,7 +291,7 @@ impl PostgresStore {
         )
         .bind(before_id.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
-        .fetch_all(self.pool())
+        .fetch_all(self.read_pool())
         .await?;
         rows.into_iter().map(audit_from_row).collect()
     }
@@ -296,14 +301,17 @@ impl PostgresStore {
     /// The first caller's `init` wins, so every process sharing the database
     /// ends up with the same value (used for the session-signing key).
     pub async fn server_secret(&self, name: &str, init: &str) -> Result<String, WriteError> {
-        sqlx::query("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(init)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "INSERT INTO server_secrets (name, value) VALUES ($1, $2)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(init)
+        .execute(self.write_pool())
+        .await?;
         let value: String = sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
             .bind(name)
-            .fetch_one(self.pool())
+            .fetch_one(self.write_pool())
             .await?;
         Ok(value)
     }

@@ -1,7 +1,9 @@
-//! Writing entities to PostgreSQL: checks that name the field, then row
-//! inserts. The statements mirror the SQLite backend's.
+//! Writing entities: checks that name the field, then row inserts.
 //!
 //! Every function here runs inside the caller's write transaction.
+//! Compiled once per backend (see `shared/mod.rs`); the backend's
+//! `dialect` gives the id of an inserted entity and what an import must do
+//! after its rows are in.
 
 use std::collections::HashMap;
 
@@ -10,8 +12,8 @@ use ppm_core::config::{
     ProxyHost, RedirectionHost, Settings, Stream, Upstream,
 };
 use ppm_core::error::{ConfigError, FieldError};
-use sqlx::PgConnection;
 
+use super::dialect::{self, Conn};
 use crate::codec::{domain_key, enum_to_str, to_json, widen};
 use crate::error::WriteError;
 use crate::model::{Entity, EntityKind};
@@ -22,10 +24,7 @@ use crate::rules::{
 
 /// Checks an entity against the database before a create or update:
 /// unique names and ports, existing references.
-pub(crate) async fn check_entity(
-    conn: &mut PgConnection,
-    entity: &Entity,
-) -> Result<(), WriteError> {
+pub(crate) async fn check_entity(conn: &mut Conn, entity: &Entity) -> Result<(), WriteError> {
     let mut errors = Vec::new();
     let me = (entity.kind(), entity.id());
 
@@ -97,10 +96,7 @@ pub(crate) async fn check_entity(
 }
 
 /// Checks settings against the database: the default site's host exists.
-pub(crate) async fn check_settings(
-    conn: &mut PgConnection,
-    settings: &Settings,
-) -> Result<(), WriteError> {
+pub(crate) async fn check_settings(conn: &mut Conn, settings: &Settings) -> Result<(), WriteError> {
     if let DefaultSite::Host { host_id } = settings.default_site {
         if !exists(conn, EntityKind::ProxyHost, host_id).await? {
             return Err(WriteError::field(
@@ -113,11 +109,7 @@ pub(crate) async fn check_settings(
 }
 
 /// Whether `kind` `id` is stored.
-pub(crate) async fn exists(
-    conn: &mut PgConnection,
-    kind: EntityKind,
-    id: Id,
-) -> Result<bool, WriteError> {
+pub(crate) async fn exists(conn: &mut Conn, kind: EntityKind, id: Id) -> Result<bool, WriteError> {
     let sql = match kind {
         EntityKind::ProxyHost => "SELECT id FROM proxy_hosts WHERE id = $1",
         EntityKind::RedirectionHost => "SELECT id FROM redirection_hosts WHERE id = $1",
@@ -137,7 +129,7 @@ pub(crate) async fn exists(
 
 /// Refuses to delete an entity something still refers to.
 pub(crate) async fn check_unused(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     kind: EntityKind,
     id: Id,
 ) -> Result<(), WriteError> {
@@ -200,7 +192,7 @@ pub(crate) async fn check_unused(
 
 /// Writes an entity and its children; sets its id on create.
 pub(crate) async fn write_entity(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     entity: &mut Entity,
     mode: Mode,
 ) -> Result<(), WriteError> {
@@ -219,11 +211,7 @@ pub(crate) async fn write_entity(
     Ok(())
 }
 
-async fn write_proxy_host(
-    conn: &mut PgConnection,
-    h: &ProxyHost,
-    mode: Mode,
-) -> Result<Id, WriteError> {
+async fn write_proxy_host(conn: &mut Conn, h: &ProxyHost, mode: Mode) -> Result<Id, WriteError> {
     let mut errors = Vec::new();
     let connect = h
         .timeouts
@@ -257,14 +245,18 @@ async fn write_proxy_host(
             block_exploits = $21, enabled = $22
          WHERE id = $1 RETURNING id"
     } else {
-        "INSERT INTO proxy_hosts (id, balancing, forward_scheme, upstream_sni,
+        concat!(
+            "INSERT INTO proxy_hosts (id, balancing, forward_scheme, upstream_sni,
             upstream_verify_tls, health_check, passive_max_fails, passive_fail_timeout_ms,
             retries, connect_timeout_ms, read_timeout_ms, write_timeout_ms, max_body_size,
             allow_websocket_upgrade, access_list_id, certificate_id, ssl_forced, hsts_enabled,
             hsts_subdomains, http2_support, block_exploits, enabled)
-         VALUES (COALESCE($1, nextval('proxy_hosts_id_seq')), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+         VALUES (",
+            dialect::new_id!("proxy_hosts"),
+            ", $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
             $18, $19, $20, $21, $22)
          RETURNING id"
+        )
     };
     let bind_id = if mode == Mode::Update {
         Some(h.id)
@@ -321,7 +313,7 @@ async fn write_proxy_host(
 }
 
 async fn insert_location(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     host: Id,
     position: usize,
     l: &Location,
@@ -368,7 +360,7 @@ async fn insert_location(
 }
 
 async fn write_redirection_host(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     h: &RedirectionHost,
     mode: Mode,
 ) -> Result<Id, WriteError> {
@@ -378,11 +370,15 @@ async fn write_redirection_host(
             hsts_subdomains = $9, block_exploits = $10, enabled = $11
          WHERE id = $1 RETURNING id"
     } else {
-        "INSERT INTO redirection_hosts (id, status, forward_scheme, forward_domain,
+        concat!(
+            "INSERT INTO redirection_hosts (id, status, forward_scheme, forward_domain,
             preserve_path, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains,
             block_exploits, enabled)
-         VALUES (COALESCE($1, nextval('redirection_hosts_id_seq')), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         VALUES (",
+            dialect::new_id!("redirection_hosts"),
+            ", $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          RETURNING id"
+        )
     };
     let bind_id = if mode == Mode::Update {
         Some(h.id)
@@ -418,20 +414,20 @@ async fn write_redirection_host(
     Ok(id)
 }
 
-async fn write_dead_host(
-    conn: &mut PgConnection,
-    h: &DeadHost,
-    mode: Mode,
-) -> Result<Id, WriteError> {
+async fn write_dead_host(conn: &mut Conn, h: &DeadHost, mode: Mode) -> Result<Id, WriteError> {
     let sql = if mode == Mode::Update {
         "UPDATE dead_hosts SET certificate_id = $2, ssl_forced = $3, hsts_enabled = $4,
             hsts_subdomains = $5, enabled = $6
          WHERE id = $1 RETURNING id"
     } else {
-        "INSERT INTO dead_hosts (id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains,
+        concat!(
+            "INSERT INTO dead_hosts (id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains,
             enabled)
-         VALUES (COALESCE($1, nextval('dead_hosts_id_seq')), $2, $3, $4, $5, $6)
+         VALUES (",
+            dialect::new_id!("dead_hosts"),
+            ", $2, $3, $4, $5, $6)
          RETURNING id"
+        )
     };
     let bind_id = if mode == Mode::Update {
         Some(h.id)
@@ -462,7 +458,7 @@ async fn write_dead_host(
     Ok(id)
 }
 
-async fn write_stream(conn: &mut PgConnection, s: &Stream, mode: Mode) -> Result<Id, WriteError> {
+async fn write_stream(conn: &mut Conn, s: &Stream, mode: Mode) -> Result<Id, WriteError> {
     let mut errors = Vec::new();
     let idle = widen(s.idle_timeout_ms, "idle_timeout_ms", &mut errors);
     finish(errors)?;
@@ -472,10 +468,14 @@ async fn write_stream(conn: &mut PgConnection, s: &Stream, mode: Mode) -> Result
             idle_timeout_ms = $9, enabled = $10
          WHERE id = $1 RETURNING id"
     } else {
-        "INSERT INTO streams (id, incoming_port, bind_address, protocol, balancing,
+        concat!(
+            "INSERT INTO streams (id, incoming_port, bind_address, protocol, balancing,
             access_list_id, certificate_id, proxy_protocol, idle_timeout_ms, enabled)
-         VALUES (COALESCE($1, nextval('streams_id_seq')), $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         VALUES (",
+            dialect::new_id!("streams"),
+            ", $2, $3, $4, $5, $6, $7, $8, $9, $10)
          RETURNING id"
+        )
     };
     let bind_id = if mode == Mode::Update {
         Some(s.id)
@@ -516,11 +516,7 @@ async fn write_stream(conn: &mut PgConnection, s: &Stream, mode: Mode) -> Result
     Ok(id)
 }
 
-async fn write_access_list(
-    conn: &mut PgConnection,
-    a: &AccessList,
-    mode: Mode,
-) -> Result<Id, WriteError> {
+async fn write_access_list(conn: &mut Conn, a: &AccessList, mode: Mode) -> Result<Id, WriteError> {
     let mut errors = Vec::new();
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, u) in a.users.iter().enumerate() {
@@ -536,9 +532,13 @@ async fn write_access_list(
         "UPDATE access_lists SET name = $2, default_action = $3, satisfy = $4, pass_auth = $5
          WHERE id = $1 RETURNING id"
     } else {
-        "INSERT INTO access_lists (id, name, default_action, satisfy, pass_auth)
-         VALUES (COALESCE($1, nextval('access_lists_id_seq')), $2, $3, $4, $5)
+        concat!(
+            "INSERT INTO access_lists (id, name, default_action, satisfy, pass_auth)
+         VALUES (",
+            dialect::new_id!("access_lists"),
+            ", $2, $3, $4, $5)
          RETURNING id"
+        )
     };
     let bind_id = if mode == Mode::Update {
         Some(a.id)
@@ -589,19 +589,19 @@ async fn write_access_list(
     Ok(id)
 }
 
-async fn write_certificate(
-    conn: &mut PgConnection,
-    c: &Certificate,
-    mode: Mode,
-) -> Result<Id, WriteError> {
+async fn write_certificate(conn: &mut Conn, c: &Certificate, mode: Mode) -> Result<Id, WriteError> {
     let sql = if mode == Mode::Update {
         "UPDATE certificates SET name = $2, source = $3, certificate_pem = $4,
             private_key_pem = $5
          WHERE id = $1 RETURNING id"
     } else {
-        "INSERT INTO certificates (id, name, source, certificate_pem, private_key_pem)
-         VALUES (COALESCE($1, nextval('certificates_id_seq')), $2, $3, $4, $5)
+        concat!(
+            "INSERT INTO certificates (id, name, source, certificate_pem, private_key_pem)
+         VALUES (",
+            dialect::new_id!("certificates"),
+            ", $2, $3, $4, $5)
          RETURNING id"
+        )
     };
     let bind_id = if mode == Mode::Update {
         Some(c.id)
@@ -636,11 +636,7 @@ async fn write_certificate(
     Ok(id)
 }
 
-async fn insert_domains(
-    conn: &mut PgConnection,
-    owner: Owner,
-    names: &[String],
-) -> Result<(), WriteError> {
+async fn insert_domains(conn: &mut Conn, owner: Owner, names: &[String]) -> Result<(), WriteError> {
     for (i, name) in names.iter().enumerate() {
         sqlx::query(
             "INSERT INTO domain_names (name_key, name, position, proxy_host_id,
@@ -660,7 +656,7 @@ async fn insert_domains(
 }
 
 async fn insert_upstreams(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     owner: Owner,
     upstreams: &[Upstream],
 ) -> Result<(), WriteError> {
@@ -684,7 +680,7 @@ async fn insert_upstreams(
 }
 
 async fn insert_headers(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     owner: Owner,
     direction: &'static str,
     rules: &[HeaderRule],
@@ -709,7 +705,7 @@ async fn insert_headers(
 }
 
 async fn insert_filters(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     owner: Owner,
     filters: &[FilterSpec],
 ) -> Result<(), WriteError> {
@@ -735,7 +731,7 @@ async fn insert_filters(
 
 /// Deletes an entity (children cascade).
 pub(crate) async fn delete_entity(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     kind: EntityKind,
     id: Id,
 ) -> Result<(), WriteError> {
@@ -756,10 +752,7 @@ pub(crate) async fn delete_entity(
 }
 
 /// Replaces the settings rows.
-pub(crate) async fn write_settings(
-    conn: &mut PgConnection,
-    settings: &Settings,
-) -> Result<(), WriteError> {
+pub(crate) async fn write_settings(conn: &mut Conn, settings: &Settings) -> Result<(), WriteError> {
     let value = serde_json::to_value(settings).map_err(|e| WriteError::Corrupt(e.to_string()))?;
     sqlx::query("DELETE FROM settings")
         .execute(&mut *conn)
@@ -778,7 +771,7 @@ pub(crate) async fn write_settings(
 
 /// Deletes every config row (not users, tokens, audit or history), children
 /// first so references never dangle mid-way.
-pub(crate) async fn clear_config(conn: &mut PgConnection) -> Result<(), WriteError> {
+pub(crate) async fn clear_config(conn: &mut Conn) -> Result<(), WriteError> {
     for sql in [
         "DELETE FROM proxy_hosts",
         "DELETE FROM redirection_hosts",
@@ -794,10 +787,7 @@ pub(crate) async fn clear_config(conn: &mut PgConnection) -> Result<(), WriteErr
 }
 
 /// Writes a whole config into empty tables, keeping its ids.
-pub(crate) async fn insert_config(
-    conn: &mut PgConnection,
-    config: &Config,
-) -> Result<(), WriteError> {
+pub(crate) async fn insert_config(conn: &mut Conn, config: &Config) -> Result<(), WriteError> {
     let mut entities: Vec<Entity> = Vec::new();
     entities.extend(config.access_lists.iter().cloned().map(Entity::AccessList));
     entities.extend(config.certificates.iter().cloned().map(Entity::Certificate));
@@ -828,28 +818,5 @@ pub(crate) async fn insert_config(
             })?;
     }
     write_settings(conn, &config.settings).await?;
-    advance_sequences(conn).await
-}
-
-/// Moves each entity table's id sequence past the ids an import wrote, so
-/// the next create never reuses one (SQLite's AUTOINCREMENT does this by
-/// itself).
-async fn advance_sequences(conn: &mut PgConnection) -> Result<(), WriteError> {
-    for table in [
-        "proxy_hosts",
-        "redirection_hosts",
-        "dead_hosts",
-        "streams",
-        "access_lists",
-        "certificates",
-    ] {
-        let sql = format!(
-            "SELECT setval('{table}_id_seq', m) FROM (SELECT MAX(id) AS m FROM {table}) AS x
-             WHERE m IS NOT NULL AND m >= (SELECT last_value FROM {table}_id_seq)"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    dialect::after_import(conn).await
 }

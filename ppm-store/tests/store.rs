@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ppm_core::config::*;
 use ppm_core::stats::Counts;
-use ppm_core::store::ConfigStore;
+use ppm_core::store::{ChangeSignal, ConfigStore};
 use ppm_store::accounts::{AuditEntry, NewUser};
 use ppm_store::stats::{Resolution, Retention, StatsRow, StatsStore};
 use ppm_store::{
@@ -184,6 +184,56 @@ where
     }
 }
 
+/// Runs a test on [`Postgres`], or says it is skipped when no server is
+/// configured.
+async fn on_postgres<F, Fut>(test: &str, body: F)
+where
+    F: FnOnce(Arc<Postgres>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    if let Some(pg) = Postgres::from_env(test) {
+        run(pg, body).await;
+    }
+}
+
+/// Records a migration newer than this build's in `store`'s schema, as a
+/// newer ppm would.
+async fn record_newer_migration(store: &PostgresStore) {
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99990001, 'from the future', TRUE, '\\x00', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+}
+
+/// Waits up to ten seconds for `signal` to announce `revision` or a later
+/// one; fails naming `what`.
+async fn wait_for_revision(signal: &mut ChangeSignal, revision: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let rev = tokio::time::timeout(left, signal.changed())
+            .await
+            .unwrap_or_else(|_| panic!("{what}"))
+            .unwrap();
+        if rev >= revision {
+            return;
+        }
+    }
+}
+
+/// Waits up to ten seconds for `done`, checking every 10 ms; fails naming
+/// `what`.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Declares each suite test once per backend.
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
@@ -199,9 +249,7 @@ macro_rules! suite {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    if let Some(pg) = super::Postgres::from_env(stringify!($name)) {
-                        super::run(pg, super::$name).await;
-                    }
+                    super::on_postgres(stringify!($name), super::$name).await;
                 }
             )*
         }
@@ -1096,17 +1144,12 @@ async fn two_stores_on_one_database_converge<B: Backend>(b: Arc<B>) {
 
     populate(&a).await;
     let target = a.revision().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let rev = tokio::time::timeout(left, signal.changed())
-            .await
-            .expect("the second store noticed the writes in time")
-            .unwrap();
-        if rev >= target {
-            break;
-        }
-    }
+    wait_for_revision(
+        &mut signal,
+        target,
+        "the second store did not notice the writes",
+    )
+    .await;
     assert_eq!(b.load().await.unwrap(), a.load().await.unwrap());
 
     // And the other way round, with a conflict checked across both.
@@ -1115,6 +1158,26 @@ async fn two_stores_on_one_database_converge<B: Backend>(b: Arc<B>) {
         .await
         .unwrap_err();
     assert!(err.field_errors()[0].message.contains("already used"));
+}
+
+/// Checks that `err` refuses a database with migration 99990001 (as the
+/// tests record it) and that its message names both versions; returns the
+/// message.
+fn refused_as_newer(err: OpenError, supported: i64) -> String {
+    assert!(
+        matches!(
+            err,
+            OpenError::NewerSchema {
+                found: 99990001,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("99990001"), "{msg}");
+    assert!(msg.contains(&supported.to_string()), "{msg}");
+    msg
 }
 
 #[tokio::test]
@@ -1139,22 +1202,7 @@ async fn newer_schema_is_refused() {
         conn.close().await.unwrap();
     }
     let err = SqliteStore::open(&path).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            OpenError::NewerSchema {
-                found: 99990001,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    let msg = err.to_string();
-    assert!(msg.contains("99990001"), "{msg}");
-    assert!(
-        msg.contains(&SqliteStore::supported_schema_version().to_string()),
-        "{msg}"
-    );
+    refused_as_newer(err, SqliteStore::supported_schema_version());
 }
 
 /// SQLite loads read half the tables on a second connection; every loaded
@@ -1803,43 +1851,19 @@ async fn engine_runs_from_the_store<B: Backend>(b: Arc<B>) {
 
 #[tokio::test]
 async fn postgres_newer_schema_is_refused() {
-    let Some(pg) = Postgres::from_env("postgres_newer_schema_is_refused") else {
-        return;
-    };
-    run(pg, |pg: Arc<Postgres>| async move {
+    on_postgres("postgres_newer_schema_is_refused", |pg| async move {
         let store = pg.fresh().await;
         let schema = store.schema().unwrap().to_owned();
         assert_eq!(
             store.schema_version().await.unwrap(),
             PostgresStore::supported_schema_version()
         );
-        sqlx::query(
-            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
-             VALUES (99990001, 'from the future', TRUE, '\\x00', 0)",
-        )
-        .execute(store.pool())
-        .await
-        .unwrap();
+        record_newer_migration(&store).await;
         let err = PostgresStore::open_with(&pg.url, Postgres::options(&schema))
             .await
             .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                OpenError::NewerSchema {
-                    found: 99990001,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let msg = err.to_string();
-        assert!(msg.contains("99990001"), "{msg}");
+        let msg = refused_as_newer(err, PostgresStore::supported_schema_version());
         assert!(msg.contains(&schema), "{msg}");
-        assert!(
-            msg.contains(&PostgresStore::supported_schema_version().to_string()),
-            "{msg}"
-        );
         assert!(!msg.contains("password"), "{msg}");
     })
     .await;
@@ -1849,67 +1873,52 @@ async fn postgres_newer_schema_is_refused() {
 /// while the connection is down, and reads the revision when it is back.
 #[tokio::test]
 async fn postgres_lost_notifications_are_caught_up() {
-    let Some(pg) = Postgres::from_env("postgres_lost_notifications_are_caught_up") else {
-        return;
-    };
-    run(pg, |pg: Arc<Postgres>| async move {
-        let a = pg.fresh().await;
-        let b = pg.peer(&a).await;
-        let schema = a.schema().unwrap().to_owned();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !(a.is_listening() && b.is_listening()) {
-            assert!(Instant::now() < deadline, "the stores never listened");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        // A notification reaches the other store.
-        let mut signal = b.watch().unwrap();
-        let c = a
-            .create_proxy_host(&ctx(), ProxyHost::new(["n1.example"], vec![]))
-            .await
-            .unwrap();
-        let rev = tokio::time::timeout(Duration::from_secs(5), signal.changed())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(rev, c.revision);
+    on_postgres(
+        "postgres_lost_notifications_are_caught_up",
+        |pg| async move {
+            let a = pg.fresh().await;
+            let b = pg.peer(&a).await;
+            let schema = a.schema().unwrap().to_owned();
+            wait_until("the stores never listened", || {
+                a.is_listening() && b.is_listening()
+            })
+            .await;
+            // A notification reaches the other store.
+            let mut signal = b.watch().unwrap();
+            let c = a
+                .create_proxy_host(&ctx(), ProxyHost::new(["n1.example"], vec![]))
+                .await
+                .unwrap();
+            let rev = tokio::time::timeout(Duration::from_secs(5), signal.changed())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(rev, c.revision);
 
-        // Cut both stores' listening connections, write, and watch the
-        // other store converge anyway.
-        let cut: Vec<bool> = sqlx::query_scalar(
+            // Cut both stores' listening connections, write, and watch the
+            // other store converge anyway.
+            let cut: Vec<bool> = sqlx::query_scalar(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
         )
         .bind(format!("ppm listen {schema}"))
         .fetch_all(a.pool())
         .await
         .unwrap();
-        assert_eq!(cut.len(), 2, "two listening connections");
-        let mut last = 0;
-        for i in 0..5 {
-            last = a
-                .create_proxy_host(&ctx(), ProxyHost::new([format!("m{i}.example")], vec![]))
-                .await
-                .unwrap()
-                .revision;
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let rev = tokio::time::timeout(left, signal.changed())
-                .await
-                .expect("the cut store caught up in time")
-                .unwrap();
-            if rev >= last {
-                break;
+            assert_eq!(cut.len(), 2, "two listening connections");
+            let mut last = 0;
+            for i in 0..5 {
+                last = a
+                    .create_proxy_host(&ctx(), ProxyHost::new([format!("m{i}.example")], vec![]))
+                    .await
+                    .unwrap()
+                    .revision;
             }
-        }
-        assert_eq!(b.load().await.unwrap(), a.load().await.unwrap());
-        // And it listens again.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !b.is_listening() {
-            assert!(Instant::now() < deadline, "the store did not listen again");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+            wait_for_revision(&mut signal, last, "the cut store did not catch up").await;
+            assert_eq!(b.load().await.unwrap(), a.load().await.unwrap());
+            // And it listens again.
+            wait_until("the store did not listen again", || b.is_listening()).await;
+        },
+    )
     .await;
 }
 
@@ -1917,10 +1926,7 @@ async fn postgres_lost_notifications_are_caught_up() {
 /// revision and the history has no gaps.
 #[tokio::test]
 async fn postgres_concurrent_writers_serialise() {
-    let Some(pg) = Postgres::from_env("postgres_concurrent_writers_serialise") else {
-        return;
-    };
-    run(pg, |pg: Arc<Postgres>| async move {
+    on_postgres("postgres_concurrent_writers_serialise", |pg| async move {
         let a = pg.fresh().await;
         let b = pg.peer(&a).await;
         let mut tasks = Vec::new();
@@ -1963,40 +1969,34 @@ async fn postgres_concurrent_writers_serialise() {
 /// database, instead of writing with an older idea of the tables.
 #[tokio::test]
 async fn postgres_refuses_writes_after_a_newer_migration() {
-    let Some(pg) = Postgres::from_env("postgres_refuses_writes_after_a_newer_migration") else {
-        return;
-    };
-    run(pg, |pg: Arc<Postgres>| async move {
-        let store = pg.fresh().await;
-        store
-            .create_proxy_host(&ctx(), ProxyHost::new(["before.example"], vec![]))
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
-             VALUES (99990001, 'from the future', TRUE, '\\x00', 0)",
-        )
-        .execute(store.pool())
-        .await
-        .unwrap();
-        let err = store
-            .create_proxy_host(&ctx(), ProxyHost::new(["after.example"], vec![]))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                WriteError::NewerSchema {
-                    found: 99990001,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        assert!(err.to_string().contains("upgrade this node"), "{err}");
-        // Reads keep working: the node keeps serving what it has.
-        assert_eq!(store.load().await.unwrap().config.proxy_hosts.len(), 1);
-    })
+    on_postgres(
+        "postgres_refuses_writes_after_a_newer_migration",
+        |pg| async move {
+            let store = pg.fresh().await;
+            store
+                .create_proxy_host(&ctx(), ProxyHost::new(["before.example"], vec![]))
+                .await
+                .unwrap();
+            record_newer_migration(&store).await;
+            let err = store
+                .create_proxy_host(&ctx(), ProxyHost::new(["after.example"], vec![]))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    WriteError::NewerSchema {
+                        found: 99990001,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert!(err.to_string().contains("upgrade this node"), "{err}");
+            // Reads keep working: the node keeps serving what it has.
+            assert_eq!(store.load().await.unwrap().config.proxy_hosts.len(), 1);
+        },
+    )
     .await;
 }
 
@@ -2006,123 +2006,123 @@ async fn postgres_refuses_writes_after_a_newer_migration() {
 async fn postgres_acme_records_leases_tokens_and_nodes() {
     use ppm_store::acme::{AcmeOrder, DnsProviderDeletion, DnsProviderRecord};
     use ppm_store::nodes::NodeRecord;
-    let Some(pg) = Postgres::from_env("postgres_acme_records_leases_tokens_and_nodes") else {
-        return;
-    };
-    run(pg, |pg: Arc<Postgres>| async move {
-        let a = pg.fresh().await;
-        let b = pg.peer(&a).await;
+    on_postgres(
+        "postgres_acme_records_leases_tokens_and_nodes",
+        |pg| async move {
+            let a = pg.fresh().await;
+            let b = pg.peer(&a).await;
 
-        // Records: the first stored account wins, orders round-trip, a
-        // provider in use is kept, settings replace as a whole.
-        let first = a
-            .save_acme_account("https://ca/dir", "", "", "{\"a\":1}")
-            .await
-            .unwrap();
-        let second = b
-            .save_acme_account("https://ca/dir", "", "", "{\"b\":2}")
-            .await
-            .unwrap();
-        assert_eq!(first, second);
-        let p = a
-            .create_dns_provider(&DnsProviderRecord::new("cf", "cloudflare", "{}", 10))
-            .await
-            .unwrap();
-        let dup = a
-            .create_dns_provider(&DnsProviderRecord::new("cf", "command", "{}", 0))
-            .await
-            .unwrap_err();
-        assert!(matches!(dup, WriteError::Invalid(_)), "{dup:?}");
-        let mut o = AcmeOrder::new(7, vec!["*.b.test".into()], "dns-01", Some(p.id));
-        a.save_acme_order(&o).await.unwrap();
-        o.status = "failed".into();
-        o.attempts = 2;
-        a.save_acme_order(&o).await.unwrap();
-        assert_eq!(b.acme_order(7).await.unwrap().unwrap().attempts, 2);
-        o.status = "nonsense".into();
-        assert!(a.save_acme_order(&o).await.is_err());
-        assert_eq!(
-            b.delete_dns_provider(p.id).await.unwrap(),
-            DnsProviderDeletion::InUse(7)
-        );
-        assert!(a.delete_acme_order(7).await.unwrap());
-        assert_eq!(
-            b.delete_dns_provider(p.id).await.unwrap(),
-            DnsProviderDeletion::Deleted
-        );
-        a.replace_acme_settings(&[("email".into(), "a@b.test".into())])
-            .await
-            .unwrap();
-        assert_eq!(
-            b.acme_settings().await.unwrap(),
-            vec![("email".to_string(), "a@b.test".to_string())]
-        );
-
-        // The lease: one holder at a time; the holder renews it; another
-        // takes it once it expired or was released.
-        assert!(a.acquire_lease("acme", "node-a", 60_000).await.unwrap());
-        assert!(!b.acquire_lease("acme", "node-b", 60_000).await.unwrap());
-        assert!(a.acquire_lease("acme", "node-a", 300).await.unwrap());
-        assert_eq!(
-            b.lease_holder("acme").await.unwrap().as_deref(),
-            Some("node-a")
-        );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !b.acquire_lease("acme", "node-b", 60_000).await.unwrap() {
-            assert!(
-                Instant::now() < deadline,
-                "the expired lease was never taken"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(!a.acquire_lease("acme", "node-a", 60_000).await.unwrap());
-        b.release_lease("acme", "node-b").await.unwrap();
-        assert_eq!(a.lease_holder("acme").await.unwrap(), None);
-        assert!(a.acquire_lease("acme", "node-a", 60_000).await.unwrap());
-
-        // Nodes and tokens: a node that loaded a token is not waited for.
-        a.report_node(&NodeRecord::new("node-a", "1", 1, vec![]), true)
-            .await
-            .unwrap();
-        b.report_node(
-            &NodeRecord::new("node-b", "1", 0, vec!["api x".into()]),
-            true,
-        )
-        .await
-        .unwrap();
-        let list = b.nodes().await.unwrap();
-        assert_eq!(list.nodes.len(), 2);
-        assert_eq!(list.nodes[1].listeners, ["api x"]);
-        let serial = a.publish_http01_token("tok", "tok.key").await.unwrap();
-        assert_eq!(
-            a.http01_tokens_lagging("node-a", serial, 60_000)
+            // Records: the first stored account wins, orders round-trip, a
+            // provider in use is kept, settings replace as a whole.
+            let first = a
+                .save_acme_account("https://ca/dir", "", "", "{\"a\":1}")
                 .await
-                .unwrap(),
-            1
-        );
-        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let sink = seen.clone();
-        let sync = b.sync_http01_tokens("node-b".into(), Duration::from_secs(5), move |t| {
-            *sink.lock().unwrap() = t.iter().map(|t| t.token.clone()).collect();
-        });
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while a
-            .http01_tokens_lagging("node-a", serial, 60_000)
+                .unwrap();
+            let second = b
+                .save_acme_account("https://ca/dir", "", "", "{\"b\":2}")
+                .await
+                .unwrap();
+            assert_eq!(first, second);
+            let p = a
+                .create_dns_provider(&DnsProviderRecord::new("cf", "cloudflare", "{}", 10))
+                .await
+                .unwrap();
+            let dup = a
+                .create_dns_provider(&DnsProviderRecord::new("cf", "command", "{}", 0))
+                .await
+                .unwrap_err();
+            assert!(matches!(dup, WriteError::Invalid(_)), "{dup:?}");
+            let mut o = AcmeOrder::new(7, vec!["*.b.test".into()], "dns-01", Some(p.id));
+            a.save_acme_order(&o).await.unwrap();
+            o.status = "failed".into();
+            o.attempts = 2;
+            a.save_acme_order(&o).await.unwrap();
+            assert_eq!(b.acme_order(7).await.unwrap().unwrap().attempts, 2);
+            o.status = "nonsense".into();
+            assert!(a.save_acme_order(&o).await.is_err());
+            assert_eq!(
+                b.delete_dns_provider(p.id).await.unwrap(),
+                DnsProviderDeletion::InUse(7)
+            );
+            assert!(a.delete_acme_order(7).await.unwrap());
+            assert_eq!(
+                b.delete_dns_provider(p.id).await.unwrap(),
+                DnsProviderDeletion::Deleted
+            );
+            a.replace_acme_settings(&[("email".into(), "a@b.test".into())])
+                .await
+                .unwrap();
+            assert_eq!(
+                b.acme_settings().await.unwrap(),
+                vec![("email".to_string(), "a@b.test".to_string())]
+            );
+
+            // The lease: one holder at a time; the holder renews it; another
+            // takes it once it expired or was released.
+            assert!(a.acquire_lease("acme", "node-a", 60_000).await.unwrap());
+            assert!(!b.acquire_lease("acme", "node-b", 60_000).await.unwrap());
+            assert!(a.acquire_lease("acme", "node-a", 300).await.unwrap());
+            assert_eq!(
+                b.lease_holder("acme").await.unwrap().as_deref(),
+                Some("node-a")
+            );
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !b.acquire_lease("acme", "node-b", 60_000).await.unwrap() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the expired lease was never taken"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(!a.acquire_lease("acme", "node-a", 60_000).await.unwrap());
+            b.release_lease("acme", "node-b").await.unwrap();
+            assert_eq!(a.lease_holder("acme").await.unwrap(), None);
+            assert!(a.acquire_lease("acme", "node-a", 60_000).await.unwrap());
+
+            // Nodes and tokens: a node that loaded a token is not waited for.
+            a.report_node(&NodeRecord::new("node-a", "1", 1, vec![]), true)
+                .await
+                .unwrap();
+            b.report_node(
+                &NodeRecord::new("node-b", "1", 0, vec!["api x".into()]),
+                true,
+            )
             .await
-            .unwrap()
-            != 0
-        {
-            assert!(Instant::now() < deadline, "node-b never loaded the token");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(*seen.lock().unwrap(), ["tok"]);
-        a.withdraw_http01_token("tok").await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !seen.lock().unwrap().is_empty() {
-            assert!(Instant::now() < deadline, "node-b never dropped the token");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        sync.abort();
-    })
+            .unwrap();
+            let list = b.nodes().await.unwrap();
+            assert_eq!(list.nodes.len(), 2);
+            assert_eq!(list.nodes[1].listeners, ["api x"]);
+            let serial = a.publish_http01_token("tok", "tok.key").await.unwrap();
+            assert_eq!(
+                a.http01_tokens_lagging("node-a", serial, 60_000)
+                    .await
+                    .unwrap(),
+                1
+            );
+            let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+            let sink = seen.clone();
+            let sync = b.sync_http01_tokens("node-b".into(), Duration::from_secs(5), move |t| {
+                *sink.lock().unwrap() = t.iter().map(|t| t.token.clone()).collect();
+            });
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while a
+                .http01_tokens_lagging("node-a", serial, 60_000)
+                .await
+                .unwrap()
+                != 0
+            {
+                assert!(Instant::now() < deadline, "node-b never loaded the token");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(*seen.lock().unwrap(), ["tok"]);
+            a.withdraw_http01_token("tok").await.unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !seen.lock().unwrap().is_empty() {
+                assert!(Instant::now() < deadline, "node-b never dropped the token");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            sync.abort();
+        },
+    )
     .await;
 }

@@ -261,11 +261,14 @@ pub(crate) enum Mode {
     Import,
 }
 
-/// The id to bind on insert: NULL lets the database pick one.
-pub(crate) fn insert_id(id: Id, mode: Mode) -> Option<Id> {
+/// The `$1` of an entity's row write: its id for an update; for an insert,
+/// the id it has in an imported config, or NULL to let the database pick
+/// one.
+pub(crate) fn row_id(id: Id, mode: Mode) -> Option<Id> {
     match mode {
+        Mode::Update => Some(id),
         Mode::Import if id != 0 => Some(id),
-        _ => None,
+        Mode::Create | Mode::Import => None,
     }
 }
 

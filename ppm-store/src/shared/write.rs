@@ -19,7 +19,7 @@ use crate::error::WriteError;
 use crate::model::{Entity, EntityKind};
 pub(crate) use crate::rules::{check_config, Mode};
 use crate::rules::{
-    domain_names_of, finish, insert_id, not_found, prefixed, references, transports, Owner,
+    domain_names_of, finish, not_found, prefixed, references, row_id, transports, Owner,
 };
 
 /// Checks an entity against the database before a create or update:
@@ -258,13 +258,8 @@ async fn write_proxy_host(conn: &mut Conn, h: &ProxyHost, mode: Mode) -> Result<
          RETURNING id"
         )
     };
-    let bind_id = if mode == Mode::Update {
-        Some(h.id)
-    } else {
-        insert_id(h.id, mode)
-    };
     let id: Option<Id> = sqlx::query_scalar(sql)
-        .bind(bind_id)
+        .bind(row_id(h.id, mode))
         .bind(to_json(&h.balancing)?)
         .bind(enum_to_str(&h.forward_scheme)?)
         .bind(&h.upstream_sni)
@@ -289,17 +284,19 @@ async fn write_proxy_host(conn: &mut Conn, h: &ProxyHost, mode: Mode) -> Result<
         .fetch_optional(&mut *conn)
         .await?;
     let id = id.ok_or_else(|| not_found(EntityKind::ProxyHost, h.id))?;
-    if mode == Mode::Update {
-        for sql in [
+    clear_children(
+        conn,
+        mode,
+        id,
+        &[
             "DELETE FROM domain_names WHERE proxy_host_id = $1",
             "DELETE FROM upstreams WHERE proxy_host_id = $1",
             "DELETE FROM header_rules WHERE proxy_host_id = $1",
             "DELETE FROM filters WHERE proxy_host_id = $1",
             "DELETE FROM locations WHERE proxy_host_id = $1",
-        ] {
-            sqlx::query(sql).bind(id).execute(&mut *conn).await?;
-        }
-    }
+        ],
+    )
+    .await?;
     let owner = Owner::ProxyHost(id);
     insert_domains(conn, owner, &h.domain_names).await?;
     insert_upstreams(conn, owner, &h.upstreams).await?;
@@ -380,13 +377,8 @@ async fn write_redirection_host(
          RETURNING id"
         )
     };
-    let bind_id = if mode == Mode::Update {
-        Some(h.id)
-    } else {
-        insert_id(h.id, mode)
-    };
     let id: Option<Id> = sqlx::query_scalar(sql)
-        .bind(bind_id)
+        .bind(row_id(h.id, mode))
         .bind(i64::from(h.status))
         .bind(h.forward_scheme.as_ref().map(enum_to_str).transpose()?)
         .bind(&h.forward_domain)
@@ -400,14 +392,16 @@ async fn write_redirection_host(
         .fetch_optional(&mut *conn)
         .await?;
     let id = id.ok_or_else(|| not_found(EntityKind::RedirectionHost, h.id))?;
-    if mode == Mode::Update {
-        for sql in [
+    clear_children(
+        conn,
+        mode,
+        id,
+        &[
             "DELETE FROM domain_names WHERE redirection_host_id = $1",
             "DELETE FROM filters WHERE redirection_host_id = $1",
-        ] {
-            sqlx::query(sql).bind(id).execute(&mut *conn).await?;
-        }
-    }
+        ],
+    )
+    .await?;
     let owner = Owner::RedirectionHost(id);
     insert_domains(conn, owner, &h.domain_names).await?;
     insert_filters(conn, owner, &h.filters).await?;
@@ -429,13 +423,8 @@ async fn write_dead_host(conn: &mut Conn, h: &DeadHost, mode: Mode) -> Result<Id
          RETURNING id"
         )
     };
-    let bind_id = if mode == Mode::Update {
-        Some(h.id)
-    } else {
-        insert_id(h.id, mode)
-    };
     let id: Option<Id> = sqlx::query_scalar(sql)
-        .bind(bind_id)
+        .bind(row_id(h.id, mode))
         .bind(h.certificate_id)
         .bind(h.ssl_forced)
         .bind(h.hsts_enabled)
@@ -444,14 +433,16 @@ async fn write_dead_host(conn: &mut Conn, h: &DeadHost, mode: Mode) -> Result<Id
         .fetch_optional(&mut *conn)
         .await?;
     let id = id.ok_or_else(|| not_found(EntityKind::DeadHost, h.id))?;
-    if mode == Mode::Update {
-        for sql in [
+    clear_children(
+        conn,
+        mode,
+        id,
+        &[
             "DELETE FROM domain_names WHERE dead_host_id = $1",
             "DELETE FROM filters WHERE dead_host_id = $1",
-        ] {
-            sqlx::query(sql).bind(id).execute(&mut *conn).await?;
-        }
-    }
+        ],
+    )
+    .await?;
     let owner = Owner::DeadHost(id);
     insert_domains(conn, owner, &h.domain_names).await?;
     insert_filters(conn, owner, &h.filters).await?;
@@ -477,13 +468,8 @@ async fn write_stream(conn: &mut Conn, s: &Stream, mode: Mode) -> Result<Id, Wri
          RETURNING id"
         )
     };
-    let bind_id = if mode == Mode::Update {
-        Some(s.id)
-    } else {
-        insert_id(s.id, mode)
-    };
     let id: Option<Id> = sqlx::query_scalar(sql)
-        .bind(bind_id)
+        .bind(row_id(s.id, mode))
         .bind(i64::from(s.incoming_port))
         .bind(&s.bind_address)
         .bind(enum_to_str(&s.protocol)?)
@@ -496,14 +482,16 @@ async fn write_stream(conn: &mut Conn, s: &Stream, mode: Mode) -> Result<Id, Wri
         .fetch_optional(&mut *conn)
         .await?;
     let id = id.ok_or_else(|| not_found(EntityKind::Stream, s.id))?;
-    if mode == Mode::Update {
-        for sql in [
+    clear_children(
+        conn,
+        mode,
+        id,
+        &[
             "DELETE FROM stream_ports WHERE stream_id = $1",
             "DELETE FROM upstreams WHERE stream_id = $1",
-        ] {
-            sqlx::query(sql).bind(id).execute(&mut *conn).await?;
-        }
-    }
+        ],
+    )
+    .await?;
     for t in transports(s.protocol) {
         sqlx::query("INSERT INTO stream_ports (port, transport, stream_id) VALUES ($1, $2, $3)")
             .bind(i64::from(s.incoming_port))
@@ -540,13 +528,8 @@ async fn write_access_list(conn: &mut Conn, a: &AccessList, mode: Mode) -> Resul
          RETURNING id"
         )
     };
-    let bind_id = if mode == Mode::Update {
-        Some(a.id)
-    } else {
-        insert_id(a.id, mode)
-    };
     let id: Option<Id> = sqlx::query_scalar(sql)
-        .bind(bind_id)
+        .bind(row_id(a.id, mode))
         .bind(&a.name)
         .bind(enum_to_str(&a.default_action)?)
         .bind(enum_to_str(&a.satisfy)?)
@@ -554,14 +537,16 @@ async fn write_access_list(conn: &mut Conn, a: &AccessList, mode: Mode) -> Resul
         .fetch_optional(&mut *conn)
         .await?;
     let id = id.ok_or_else(|| not_found(EntityKind::AccessList, a.id))?;
-    if mode == Mode::Update {
-        for sql in [
+    clear_children(
+        conn,
+        mode,
+        id,
+        &[
             "DELETE FROM access_list_rules WHERE access_list_id = $1",
             "DELETE FROM access_list_users WHERE access_list_id = $1",
-        ] {
-            sqlx::query(sql).bind(id).execute(&mut *conn).await?;
-        }
-    }
+        ],
+    )
+    .await?;
     for (i, r) in a.rules.iter().enumerate() {
         sqlx::query(
             "INSERT INTO access_list_rules (access_list_id, position, action, address)
@@ -603,13 +588,8 @@ async fn write_certificate(conn: &mut Conn, c: &Certificate, mode: Mode) -> Resu
          RETURNING id"
         )
     };
-    let bind_id = if mode == Mode::Update {
-        Some(c.id)
-    } else {
-        insert_id(c.id, mode)
-    };
     let id: Option<Id> = sqlx::query_scalar(sql)
-        .bind(bind_id)
+        .bind(row_id(c.id, mode))
         .bind(&c.name)
         .bind(enum_to_str(&c.source)?)
         .bind(&c.certificate_pem)
@@ -617,12 +597,13 @@ async fn write_certificate(conn: &mut Conn, c: &Certificate, mode: Mode) -> Resu
         .fetch_optional(&mut *conn)
         .await?;
     let id = id.ok_or_else(|| not_found(EntityKind::Certificate, c.id))?;
-    if mode == Mode::Update {
-        sqlx::query("DELETE FROM certificate_domains WHERE certificate_id = $1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-    }
+    clear_children(
+        conn,
+        mode,
+        id,
+        &["DELETE FROM certificate_domains WHERE certificate_id = $1"],
+    )
+    .await?;
     for (i, name) in c.domain_names.iter().enumerate() {
         sqlx::query(
             "INSERT INTO certificate_domains (certificate_id, position, name) VALUES ($1, $2, $3)",
@@ -634,6 +615,22 @@ async fn write_certificate(conn: &mut Conn, c: &Certificate, mode: Mode) -> Resu
         .await?;
     }
     Ok(id)
+}
+
+/// On an update, deletes the entity's child rows with `deletes` (`$1`
+/// bound to its id), before they are written again.
+async fn clear_children(
+    conn: &mut Conn,
+    mode: Mode,
+    id: Id,
+    deletes: &[&'static str],
+) -> Result<(), WriteError> {
+    if mode == Mode::Update {
+        for sql in deletes {
+            sqlx::query(*sql).bind(id).execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn insert_domains(conn: &mut Conn, owner: Owner, names: &[String]) -> Result<(), WriteError> {

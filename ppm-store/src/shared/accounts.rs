@@ -140,13 +140,7 @@ impl Store {
         .bind(changed_at)
         .execute(self.write_pool())
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(WriteError::NotFound {
-                kind: EntityKind::User,
-                id,
-            });
-        }
-        Ok(())
+        changed_a_row(done.rows_affected(), EntityKind::User, id)
     }
 
     /// Deletes a user and their tokens; their audit entries keep the actor name.
@@ -155,13 +149,7 @@ impl Store {
             .bind(id)
             .execute(self.write_pool())
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(WriteError::NotFound {
-                kind: EntityKind::User,
-                id,
-            });
-        }
-        Ok(())
+        changed_a_row(done.rows_affected(), EntityKind::User, id)
     }
 
     /// Stores a new token for `user_id`. Fails with a field error on
@@ -246,13 +234,7 @@ impl Store {
             .bind(timestamp())
             .execute(self.write_pool())
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(WriteError::NotFound {
-                kind: EntityKind::ApiToken,
-                id,
-            });
-        }
-        Ok(())
+        changed_a_row(done.rows_affected(), EntityKind::ApiToken, id)
     }
 
     /// Appends an audit entry and returns it with its id.
@@ -315,4 +297,12 @@ impl Store {
             .await?;
         Ok(value)
     }
+}
+
+/// `Ok` when a statement changed a row, else `NotFound` for `kind` `id`.
+fn changed_a_row(rows: u64, kind: EntityKind, id: Id) -> Result<(), WriteError> {
+    if rows == 0 {
+        return Err(WriteError::NotFound { kind, id });
+    }
+    Ok(())
 }

@@ -359,11 +359,54 @@ async fn connect_failure_retries_on_another_upstream() {
         .any(|u| u.passive_down));
 }
 
+/// A WebSocket upstream that answers an upgrade only after a pause, then
+/// echoes every byte.
+///
+/// Pingora 0.9 tears an upgraded connection down when it reads the
+/// upstream's `101` before it has forwarded the end of the upgrade
+/// request's empty body (cloudflare/pingora#946, fix proposed in #947); an
+/// upstream on loopback can answer that fast when the machine is busy. The
+/// pause keeps this test on the path ppm controls until that fix ships.
+async fn slow_upgrade_upstream() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read_exact(&mut b).await.is_err() {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n")
+                    .await;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrade_passes_through() {
     let u = EchoUpstream::start("ws").await.unwrap();
+    let ws_port = slow_upgrade_upstream().await;
     let mut c = Config::new();
-    c.proxy_hosts.push(host(1, &["ws.test"], vec![up(&u)]));
+    c.proxy_hosts.push(host(
+        1,
+        &["ws.test"],
+        vec![Upstream::new("127.0.0.1", ws_port)],
+    ));
     let mut off = host(2, &["nows.test"], vec![up(&u)]);
     off.allow_websocket_upgrade = false;
     c.proxy_hosts.push(off);

@@ -410,96 +410,94 @@ pub(crate) async fn main_rows(conn: &mut Conn, scope: Scope) -> Result<MainRows,
     Ok(MainRows {
         acl_rules: fetch(
             conn,
-        scope,
-        "access_list_rules",
-        "access_list_id, action, address",
-        "access_list_id, position",
-        |kind| (kind == EntityKind::AccessList).then_some("WHERE access_list_id = $1"),
-    ).await?,
+            scope,
+            "access_list_rules",
+            "access_list_id, action, address",
+            "access_list_id, position",
+            |kind| (kind == EntityKind::AccessList).then_some("WHERE access_list_id = $1"),
+        )
+        .await?,
         acl_users: fetch(
             conn,
-        scope,
-        "access_list_users",
-        "access_list_id, username, password_hash",
-        "access_list_id, position",
-        |kind| (kind == EntityKind::AccessList).then_some("WHERE access_list_id = $1"),
-    ).await?,
+            scope,
+            "access_list_users",
+            "access_list_id, username, password_hash",
+            "access_list_id, position",
+            |kind| (kind == EntityKind::AccessList).then_some("WHERE access_list_id = $1"),
+        )
+        .await?,
         acls: fetch(
             conn,
-        scope,
-        "access_lists",
-        "id, name, default_action, satisfy, pass_auth",
-        "id",
-        |kind| (kind == EntityKind::AccessList).then_some("WHERE id = $1"),
-    ).await?,
+            scope,
+            "access_lists",
+            "id, name, default_action, satisfy, pass_auth",
+            "id",
+            |kind| (kind == EntityKind::AccessList).then_some("WHERE id = $1"),
+        )
+        .await?,
         cert_domains: fetch(
             conn,
-        scope,
-        "certificate_domains",
-        "certificate_id, name",
-        "certificate_id, position",
-        |kind| (kind == EntityKind::Certificate).then_some("WHERE certificate_id = $1"),
-    ).await?,
+            scope,
+            "certificate_domains",
+            "certificate_id, name",
+            "certificate_id, position",
+            |kind| (kind == EntityKind::Certificate).then_some("WHERE certificate_id = $1"),
+        )
+        .await?,
         certs: fetch(
             conn,
-        scope,
-        "certificates",
-        "id, name, source, certificate_pem, private_key_pem",
-        "id",
-        |kind| (kind == EntityKind::Certificate).then_some("WHERE id = $1"),
-    ).await?,
+            scope,
+            "certificates",
+            "id, name, source, certificate_pem, private_key_pem",
+            "id",
+            |kind| (kind == EntityKind::Certificate).then_some("WHERE id = $1"),
+        )
+        .await?,
         locations: fetch(
             conn,
-        scope,
-        "locations",
-        "id, proxy_host_id, path, match_kind, balancing, forward_scheme, rewrite, connect_timeout_ms, read_timeout_ms, write_timeout_ms",
-        "proxy_host_id, position",
-        |kind| {
-            (kind == EntityKind::ProxyHost).then_some(
-                "WHERE proxy_host_id = $1",
-            )
-        }).await?,
+            scope,
+            "locations",
+            "id, proxy_host_id, path, match_kind, balancing, forward_scheme, rewrite, connect_timeout_ms, read_timeout_ms, write_timeout_ms",
+            "proxy_host_id, position",
+            |kind| (kind == EntityKind::ProxyHost).then_some("WHERE proxy_host_id = $1"),
+        )
+        .await?,
         proxy_hosts: fetch(
             conn,
-        scope,
-        "proxy_hosts",
-        "id, balancing, forward_scheme, upstream_sni, upstream_verify_tls, health_check, passive_max_fails, passive_fail_timeout_ms, retries, connect_timeout_ms, read_timeout_ms, write_timeout_ms, max_body_size, allow_websocket_upgrade, access_list_id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, http2_support, block_exploits, enabled",
-        "id",
-        |kind| {
-            (kind == EntityKind::ProxyHost).then_some(
-            "WHERE id = $1",
+            scope,
+            "proxy_hosts",
+            "id, balancing, forward_scheme, upstream_sni, upstream_verify_tls, health_check, passive_max_fails, passive_fail_timeout_ms, retries, connect_timeout_ms, read_timeout_ms, write_timeout_ms, max_body_size, allow_websocket_upgrade, access_list_id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, http2_support, block_exploits, enabled",
+            "id",
+            |kind| (kind == EntityKind::ProxyHost).then_some("WHERE id = $1"),
         )
-        }).await?,
+        .await?,
         redirection_hosts: fetch(
             conn,
-        scope,
-        "redirection_hosts",
-        "id, status, forward_scheme, forward_domain, preserve_path, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, block_exploits, enabled",
-        "id",
-        |kind| {
-            (kind == EntityKind::RedirectionHost).then_some(
-                "WHERE id = $1",
-            )
-        }).await?,
+            scope,
+            "redirection_hosts",
+            "id, status, forward_scheme, forward_domain, preserve_path, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, block_exploits, enabled",
+            "id",
+            |kind| (kind == EntityKind::RedirectionHost).then_some("WHERE id = $1"),
+        )
+        .await?,
         dead_hosts: fetch(
             conn,
-        scope,
-        "dead_hosts",
-        "id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, enabled",
-        "id",
-        |kind| (kind == EntityKind::DeadHost).then_some("WHERE id = $1"),
-    ).await?,
+            scope,
+            "dead_hosts",
+            "id, certificate_id, ssl_forced, hsts_enabled, hsts_subdomains, enabled",
+            "id",
+            |kind| (kind == EntityKind::DeadHost).then_some("WHERE id = $1"),
+        )
+        .await?,
         streams: fetch(
             conn,
-        scope,
-        "streams",
-        "id, incoming_port, bind_address, protocol, balancing, access_list_id, certificate_id, proxy_protocol, idle_timeout_ms, enabled",
-        "id",
-        |kind| {
-            (kind == EntityKind::Stream).then_some(
-                "WHERE id = $1",
-            )
-        }).await?,
+            scope,
+            "streams",
+            "id, incoming_port, bind_address, protocol, balancing, access_list_id, certificate_id, proxy_protocol, idle_timeout_ms, enabled",
+            "id",
+            |kind| (kind == EntityKind::Stream).then_some("WHERE id = $1"),
+        )
+        .await?,
         settings: match scope {
             Scope::All => Some(load_settings(conn).await?),
             Scope::One(..) => None,

@@ -356,20 +356,30 @@ async fn three_nodes_converge_within_a_second() {
     db.drop_now().await;
 }
 
-/// Polls `GET /api/stats/summary` on `node` until `done` holds (10 s at
-/// most) and returns the last answer.
-async fn wait_for_summary(node: &Node, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+/// Polls `GET path` on `node` until `done` holds (10 s at most) and
+/// returns the last answer.
+async fn wait_for(node: &Node, token: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = node.call("GET", "/api/stats/summary", token, None).await;
-        assert_eq!(r.status, 200, "{}", r.text());
+        let r = node.call("GET", path, token, None).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
         let v = r.json();
         if done(&v) {
             return v;
         }
-        assert!(Instant::now() < deadline, "the summary never matched: {v}");
+        assert!(Instant::now() < deadline, "{path} never matched: {v}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// [`wait_for`] on the stats summary.
+async fn wait_for_summary(node: &Node, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+    wait_for(node, token, "/api/stats/summary", done).await
+}
+
+/// [`wait_for`] on the node list.
+async fn wait_for_nodes(node: &Node, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+    wait_for(node, token, "/api/cluster/nodes", done).await
 }
 
 /// `(node_id, requests, status_5xx)` of each node in a summary or series.
@@ -554,25 +564,6 @@ async fn two_nodes_record_statistics_and_every_node_sums_them() {
 
     drop(nodes);
     db.drop_now().await;
-}
-
-/// Polls `GET /api/cluster/nodes` on `node` until `done` holds (10 s at
-/// most) and returns the last answer.
-async fn wait_for_nodes(node: &Node, token: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = node.call("GET", "/api/cluster/nodes", token, None).await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        let v = r.json();
-        if done(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the node list never matched: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -507,21 +507,31 @@ impl EngineProxy {
         let bytes_in = session.body_bytes_read() as u64;
         let bytes_out = session.body_bytes_sent() as u64;
         let elapsed = ctx.req.started.elapsed();
-        let upstream_failed = e.is_some_and(|e| *e.esource() == ErrorSource::Upstream);
-        match ctx.host_counters() {
-            Some(h) => {
-                h.finish(status, bytes_in, bytes_out, elapsed);
-                if upstream_failed && !ctx.connect_failed {
-                    h.upstream_error();
-                }
-            }
-            None => {
-                stats.unrouted().begin();
-                stats
-                    .unrouted()
-                    .finish(status, bytes_in, bytes_out, elapsed);
-            }
+        // The record is queued before the counters move, so whoever sees a
+        // request counted can also find its record.
+        if let Some(log) = stats.access_log().filter(|l| l.logs(&ctx.req.host)) {
+            let req = session.req_header();
+            log.send(AccessRecord {
+                time: SystemTime::now(),
+                client_ip: ctx.req.client_ip,
+                host: ctx.req.host.clone(),
+                route: ctx.req.route.map(|r| HostKey::of(r.kind, r.host_id)),
+                method: req.method.as_str().to_string(),
+                path: req
+                    .uri
+                    .path_and_query()
+                    .map_or_else(|| req.uri.path().to_string(), |p| p.as_str().to_string()),
+                status,
+                bytes_in,
+                bytes_out,
+                duration: elapsed,
+                upstream_time: ctx.upstream_time,
+                upstream: ctx.req.upstream,
+                filter: ctx.req.responded_by.clone(),
+                error: e.map(|e| e.to_string()),
+            });
         }
+        let upstream_failed = e.is_some_and(|e| *e.esource() == ErrorSource::Upstream);
         if let Some(u) = ctx.upstream_counters.take() {
             if upstream_failed && !ctx.connect_failed {
                 u.upstream_error();
@@ -530,32 +540,22 @@ impl EngineProxy {
                 u.response(status, bytes_in, bytes_out, elapsed);
             }
         }
-        let Some(log) = stats.access_log() else {
-            return;
-        };
-        if !log.logs(&ctx.req.host) {
-            return;
+        // The host's request count moves last: once it shows a request, the
+        // rest of that request's accounting is visible too.
+        match ctx.host_counters() {
+            Some(h) => {
+                if upstream_failed && !ctx.connect_failed {
+                    h.upstream_error();
+                }
+                h.finish(status, bytes_in, bytes_out, elapsed);
+            }
+            None => {
+                stats.unrouted().begin();
+                stats
+                    .unrouted()
+                    .finish(status, bytes_in, bytes_out, elapsed);
+            }
         }
-        let req = session.req_header();
-        log.send(AccessRecord {
-            time: SystemTime::now(),
-            client_ip: ctx.req.client_ip,
-            host: ctx.req.host.clone(),
-            route: ctx.req.route.map(|r| HostKey::of(r.kind, r.host_id)),
-            method: req.method.as_str().to_string(),
-            path: req
-                .uri
-                .path_and_query()
-                .map_or_else(|| req.uri.path().to_string(), |p| p.as_str().to_string()),
-            status,
-            bytes_in,
-            bytes_out,
-            duration: elapsed,
-            upstream_time: ctx.upstream_time,
-            upstream: ctx.req.upstream,
-            filter: ctx.req.responded_by.clone(),
-            error: e.map(|e| e.to_string()),
-        });
     }
 }
 

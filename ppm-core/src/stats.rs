@@ -150,10 +150,12 @@ impl HttpCounters {
     /// and sent `bytes_out` response-body bytes, `elapsed` after it began.
     #[inline]
     pub fn finish(&self, status: u16, bytes_in: u64, bytes_out: u64, elapsed: Duration) {
+        self.response(status, bytes_in, bytes_out, elapsed);
+        // Last, and released: a snapshot that no longer sees the request
+        // active sees its response counted.
         let _ = self
             .active
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
-        self.response(status, bytes_in, bytes_out, elapsed);
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |v| v.checked_sub(1));
     }
 
     /// Counts a response (or none, with `status` 0) without the request
@@ -203,6 +205,8 @@ impl HttpCounters {
     /// Every counter now. Each is read atomically; the set is not one
     /// instant.
     pub fn snapshot(&self) -> HttpSnapshot {
+        // Read first (see `finish`).
+        let active = self.active.load(Ordering::Acquire);
         let mut codes = [0u64; COMMON_CODES.len()];
         for (o, c) in codes.iter_mut().zip(&self.codes) {
             *o = read(c);
@@ -228,7 +232,7 @@ impl HttpCounters {
                 upstream_us_sum: upstream_latency.sum_us,
                 upstream_count: upstream_latency.count(),
             },
-            active: read(&self.active),
+            active,
             codes,
             latency,
             upstream_latency,

@@ -2,6 +2,7 @@ import { api } from "../api";
 import { useFeatures } from "../App";
 import { Link } from "../router";
 import { Traffic } from "./Traffic";
+import { Cluster } from "./Cluster";
 import { Expiry } from "./Certificates";
 import type { AccessList, Certificate, DeadHost, GroupHealth, ProxyHost, RedirectionHost, RevisionInfo, Stream } from "../types";
 import { Badge, ErrorBanner, PageHead, Spinner, formatTime, useInterval, useLoad } from "../ui";
@@ -55,6 +56,7 @@ export function Overview() {
         </div>
       )}
       {features.stats && <Traffic />}
+      <Cluster stats={features.stats} />
       <div className="grid2">
         <section className="card">
           <h2>Upstream health</h2>

@@ -105,7 +105,11 @@ export function Cluster({ stats, interval = 5000 }: { stats: boolean; interval?:
               <td data-label="Revision">{r.node.revision}</td>
               <td data-label="Version">{r.node.version}</td>
               <td data-label="Last seen">{formatTime(r.node.last_seen)}</td>
-              {stats && <td data-label="Requests">{r.requests == null ? "—" : r.requests.toLocaleString()}</td>}
+              {stats && (
+                <td data-label="Requests" title={r.requests == null ? "No statistics rollup from this node yet" : undefined}>
+                  {r.requests == null ? "—" : r.requests.toLocaleString()}
+                </td>
+              )}
               {stats && <td data-label="Errors">{r.errors ? <Badge kind="bad">{r.errors}</Badge> : r.errors == null ? "—" : 0}</td>}
               {stats && <td data-label="Sent">{r.bytes_out == null ? "—" : formatBytes(r.bytes_out)}</td>}
             </tr>

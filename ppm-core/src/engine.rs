@@ -507,8 +507,9 @@ impl EngineProxy {
         let bytes_in = session.body_bytes_read() as u64;
         let bytes_out = session.body_bytes_sent() as u64;
         let elapsed = ctx.req.started.elapsed();
-        // The record is queued before the counters move, so whoever sees a
-        // request counted can also find its record.
+        // The record and the upstream's counters come first and the host's
+        // `finish` last: whoever sees the request no longer active sees all
+        // of its accounting.
         if let Some(log) = stats.access_log().filter(|l| l.logs(&ctx.req.host)) {
             let req = session.req_header();
             log.send(AccessRecord {
@@ -540,8 +541,6 @@ impl EngineProxy {
                 u.response(status, bytes_in, bytes_out, elapsed);
             }
         }
-        // The host's request count moves last: once it shows a request, the
-        // rest of that request's accounting is visible too.
         match ctx.host_counters() {
             Some(h) => {
                 if upstream_failed && !ctx.connect_failed {

@@ -590,6 +590,28 @@ async fn bad_input_names_the_field_and_changes_nothing() {
     .await
     .unwrap();
     assert_eq!(r.status, 415);
+    // A missing field, a bad path parameter and a bad query parameter are
+    // each named.
+    let mut no_port = host_body(&["noport.test"], u.port());
+    no_port["upstreams"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("port");
+    let r = ppm
+        .call("POST", "/api/proxy-hosts", Some(&token), Some(no_port))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(field_paths(&r), vec!["upstreams[0].port"]);
+    let r = ppm
+        .call("DELETE", "/api/proxy-hosts/abc", Some(&token), None)
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(field_paths(&r), vec!["id"]);
+    let r = ppm
+        .call("GET", "/api/audit-log?limit=abc", Some(&token), None)
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(field_paths(&r), vec!["limit"]);
 
     // Duplicate names across host kinds: 422 naming the field.
     let r = ppm

@@ -54,7 +54,11 @@ impl ApiError {
         ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "invalid",
-            message: format!("{path}: {message}"),
+            message: if path.is_empty() {
+                message.clone()
+            } else {
+                format!("{path}: {message}")
+            },
             fields: vec![FieldError::new(path, message)],
             retry_after: None,
         }

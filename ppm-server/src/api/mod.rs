@@ -160,18 +160,37 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 }
 
 /// Parses JSON, turning serde's error into a field error.
+///
+/// Syntax errors are 400 `bad_json` and keep serde's line and column; data
+/// errors are 422 `invalid` and name the field instead: a missing field is
+/// reported at its own path (`upstreams[0].port: is required`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let path = if path == "." { String::new() } else { path };
-        let mut err = ApiError::field(path.clone(), inner.to_string());
+        // `.` is the root, `?` a place serde_path_to_error could not name.
+        let path = match path.as_str() {
+            "." | "?" => String::new(),
+            _ => path,
+        };
+        let full = inner.to_string();
         if inner.is_syntax() || inner.is_eof() {
+            let mut err = ApiError::field(path, full);
             err.status = axum::http::StatusCode::BAD_REQUEST;
             err.code = "bad_json";
+            return err;
         }
-        err
+        let position = format!(" at line {} column {}", inner.line(), inner.column());
+        let message = full.strip_suffix(&position).unwrap_or(&full);
+        match message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+        {
+            Some(name) if path.is_empty() => ApiError::field(name, "is required"),
+            Some(name) => ApiError::field(format!("{path}.{name}"), "is required"),
+            None => ApiError::field(path, message),
+        }
     })
 }
 
@@ -185,14 +204,57 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(v)) => Ok(PathParam(v)),
-            Err(e) => {
-                let mut err = ApiError::field("path", e.body_text());
-                err.status = axum::http::StatusCode::BAD_REQUEST;
-                Err(err)
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        let e = match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => return Ok(PathParam(v)),
+            Err(e) => e,
+        };
+        let (key, value, expected) = match &e {
+            PathRejection::FailedToDeserializePathParams(d) => match d.kind() {
+                ErrorKind::ParseErrorAtKey {
+                    key,
+                    value,
+                    expected_type,
+                } => (Some(key.clone()), value.clone(), *expected_type),
+                ErrorKind::ParseError {
+                    value,
+                    expected_type,
+                }
+                | ErrorKind::ParseErrorAtIndex {
+                    value,
+                    expected_type,
+                    ..
+                } => {
+                    // Name the parameter that holds the bad value.
+                    let key = axum::extract::RawPathParams::from_request_parts(parts, state)
+                        .await
+                        .ok()
+                        .and_then(|raw| {
+                            raw.iter()
+                                .find(|(_, v)| *v == value.as_str())
+                                .map(|(k, _)| k.to_string())
+                        });
+                    (key, value.clone(), *expected_type)
+                }
+                _ => (None, String::new(), ""),
+            },
+            _ => (None, String::new(), ""),
+        };
+        let mut err = match key {
+            Some(key) if !expected.is_empty() => {
+                let what = match expected {
+                    "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" => {
+                        "an integer".to_string()
+                    }
+                    other => format!("a {other}"),
+                };
+                ApiError::field(key, format!("`{value}` is not {what}"))
             }
-        }
+            _ => ApiError::field("path", e.body_text()),
+        };
+        err.status = axum::http::StatusCode::BAD_REQUEST;
+        Err(err)
     }
 }
 
@@ -209,10 +271,108 @@ where
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(QueryParams(v)),
             Err(e) => {
-                let mut err = ApiError::field("query", e.body_text());
+                let text = e.body_text();
+                let (path, message) = query_error(&text);
+                let mut err = ApiError::field(path, message);
                 err.status = axum::http::StatusCode::BAD_REQUEST;
                 Err(err)
             }
         }
+    }
+}
+
+/// Splits axum's query rejection text (`Failed to deserialize query string:
+/// limit: invalid digit found in string`) into the parameter and what is
+/// wrong with it; `query` and the whole text when it names no parameter.
+fn query_error(text: &str) -> (&str, &str) {
+    let detail = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(text);
+    match detail.split_once(": ") {
+        Some((name, message))
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            (name, message)
+        }
+        _ => ("query", detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Up {
+        host: String,
+        port: u16,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Host {
+        name: String,
+        #[serde(default)]
+        upstreams: Vec<Up>,
+    }
+
+    fn error(body: &str) -> (u16, &'static str, String, String) {
+        let e = parse_json::<Host>(body.as_bytes()).unwrap_err();
+        let f = &e.fields[0];
+        (e.status.as_u16(), e.code, f.path.clone(), f.message.clone())
+    }
+
+    #[test]
+    fn a_missing_field_is_named_at_its_own_path() {
+        assert_eq!(
+            error("{}"),
+            (422, "invalid", "name".into(), "is required".into())
+        );
+        assert_eq!(
+            error(r#"{"name": "a", "upstreams": [{"host": "h", "port": 1}, {"host": "h"}]}"#),
+            (
+                422,
+                "invalid",
+                "upstreams[1].port".into(),
+                "is required".into()
+            )
+        );
+    }
+
+    #[test]
+    fn data_errors_name_the_field_without_a_position() {
+        let (status, code, path, message) =
+            error(r#"{"name": "a", "upstreams": [{"host": "h", "port": 70000}]}"#);
+        assert_eq!(
+            (status, code, path.as_str()),
+            (422, "invalid", "upstreams[0].port")
+        );
+        assert!(message.contains("70000"), "{message}");
+        assert!(!message.contains("line"), "{message}");
+        let (_, _, path, message) = error(r#"{"name": "a", "bogus": 1}"#);
+        assert_eq!(path, "bogus");
+        assert!(message.starts_with("unknown field `bogus`"), "{message}");
+    }
+
+    #[test]
+    fn syntax_errors_are_bad_json_with_their_position() {
+        let (status, code, path, message) = error(r#"{"name": "a""#);
+        assert_eq!((status, code, path.as_str()), (400, "bad_json", ""));
+        assert!(message.contains("line 1 column"), "{message}");
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        assert_eq!(
+            query_error("Failed to deserialize query string: limit: invalid digit found in string"),
+            ("limit", "invalid digit found in string")
+        );
+        assert_eq!(
+            query_error("Failed to deserialize query string: unknown field `x`, expected `limit`"),
+            ("query", "unknown field `x`, expected `limit`")
+        );
     }
 }

@@ -764,6 +764,18 @@ impl ProxyHttp for EngineProxy {
         ctx.req.host.clear();
         ctx.req.host.push_str(host);
         ctx.req.host.make_ascii_lowercase();
+        // An HTTP/1.1 request must name its host (RFC 9112 §3.2); HTTP/1.0
+        // ones may not and get the default site.
+        {
+            let req = session.req_header();
+            if req.version == http::Version::HTTP_11
+                && !req.headers.contains_key(header::HOST)
+                && req.uri.authority().is_none()
+            {
+                send(session, ctx, error_page(ctx, 400)).await?;
+                return Ok(true);
+            }
+        }
 
         // Global filters before routing (ACME challenges).
         if let FilterAction::Respond(r) = cfg

@@ -165,6 +165,23 @@ async fn default_site_redirect_and_host() {
     assert_eq!(proxy.handle.reload().await.unwrap(), rev);
     let r = proxy.get("nope.test", "/x").await.unwrap();
     assert_eq!(upstream_of(&r), "a");
+
+    // Without a Host: HTTP/1.0 gets the default site, HTTP/1.1 a 400.
+    let raw = |request: &'static [u8]| async move {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&out).to_string()
+    };
+    let r = raw(b"GET /x HTTP/1.0\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.to_ascii_lowercase().contains("x-upstream: a\r\n"), "{r}");
+    let r = raw(b"GET /x HTTP/1.1\r\nconnection: close\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

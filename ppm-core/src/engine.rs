@@ -766,7 +766,7 @@ impl ProxyHttp for EngineProxy {
         ctx.req.host.make_ascii_lowercase();
         // An HTTP/1.1 request must name its host (RFC 9112 §3.2); HTTP/1.0
         // ones may not and get the default site.
-        {
+        if ctx.req.host.is_empty() {
             let req = session.req_header();
             if req.version == http::Version::HTTP_11
                 && !req.headers.contains_key(header::HOST)

@@ -645,6 +645,12 @@ async fn bad_input_names_the_field_and_changes_nothing() {
             .status,
         404
     );
+    let r = ppm
+        .call("PATCH", "/api/proxy-hosts", Some(&token), None)
+        .await;
+    assert_eq!(r.status, 405, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("GET,HEAD,POST"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,7 +102,19 @@ pub(super) fn router() -> Router<AppState> {
             "/api/settings/acme",
             get(acme::get_settings).put(acme::put_settings),
         );
+    // Last: it applies to the routes registered before it.
     r.fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// A known API path with a method it does not take: a JSON 405 (axum keeps
+/// the `Allow` header).
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on this endpoint"),
+    )
 }
 
 /// Unknown paths under `/api` are JSON 404s; every other path is the

@@ -306,7 +306,25 @@ impl Errors {
 type NameOwners<'a> =
     std::collections::HashMap<std::borrow::Cow<'a, str>, Idx, foldhash::fast::RandomState>;
 
+/// The host at `idx` as people know it: `proxy host 7 (proxy_hosts[2])`.
+fn host_named(config: &Config, idx: Idx) -> String {
+    let (kind, id) = match idx.0 {
+        "proxy_hosts" => ("proxy host", config.proxy_hosts.get(idx.1).map(|h| h.id)),
+        "redirection_hosts" => (
+            "redirection host",
+            config.redirection_hosts.get(idx.1).map(|h| h.id),
+        ),
+        "dead_hosts" => ("404 host", config.dead_hosts.get(idx.1).map(|h| h.id)),
+        _ => return idx.to_string(),
+    };
+    match id {
+        Some(id) => format!("{kind} {id} ({idx})"),
+        None => idx.to_string(),
+    }
+}
+
 fn check_names<'a>(
+    config: &Config,
     names: &mut NameOwners<'a>,
     domains: &'a [String],
     owner: Idx,
@@ -326,7 +344,7 @@ fn check_names<'a>(
                 if let Some(prev) = names.get(&n) {
                     errs.push(
                         format!("{owner}.domain_names[{j}]"),
-                        format!("`{n}` is already used by {prev}"),
+                        format!("`{n}` is already used by {}", host_named(config, *prev)),
                     );
                 } else {
                     names.insert(n, owner);
@@ -359,7 +377,7 @@ fn check_model<'a>(config: &'a Config, check_regex: bool, errs: &mut Errors) -> 
     };
     for (i, h) in config.proxy_hosts.iter().enumerate() {
         let p = Idx("proxy_hosts", i);
-        check_names(&mut names, &h.domain_names, p, h.enabled, errs);
+        check_names(config, &mut names, &h.domain_names, p, h.enabled, errs);
         check_cert(h.certificate_id, &p, errs);
         if let Some(id) = h.access_list_id {
             if !acl_ids.contains(&id) {
@@ -418,7 +436,7 @@ fn check_model<'a>(config: &'a Config, check_regex: bool, errs: &mut Errors) -> 
     }
     for (i, h) in config.redirection_hosts.iter().enumerate() {
         let p = Idx("redirection_hosts", i);
-        check_names(&mut names, &h.domain_names, p, h.enabled, errs);
+        check_names(config, &mut names, &h.domain_names, p, h.enabled, errs);
         check_cert(h.certificate_id, &p, errs);
         if ![301, 302, 307, 308].contains(&h.status) {
             errs.push(format!("{p}.status"), "must be 301, 302, 307 or 308");
@@ -430,7 +448,7 @@ fn check_model<'a>(config: &'a Config, check_regex: bool, errs: &mut Errors) -> 
     }
     for (i, h) in config.dead_hosts.iter().enumerate() {
         let p = Idx("dead_hosts", i);
-        check_names(&mut names, &h.domain_names, p, h.enabled, errs);
+        check_names(config, &mut names, &h.domain_names, p, h.enabled, errs);
         check_cert(h.certificate_id, &p, errs);
         check_filters(&h.filters, &format_args!("{p}.filters"), errs);
     }
@@ -527,8 +545,9 @@ fn check_model<'a>(config: &'a Config, check_regex: bool, errs: &mut Errors) -> 
                         errs.push(
                             format!("{p}.incoming_port"),
                             format!(
-                                "port {} is already used by streams[{prev}]",
-                                s.incoming_port
+                                "port {} is already used by stream {} (streams[{prev}])",
+                                s.incoming_port,
+                                config.streams.get(prev).map_or(0, |o| o.id)
                             ),
                         );
                     }
@@ -1628,10 +1647,9 @@ mod tests {
     #[test]
     fn errors_carry_field_paths() {
         let mut c = Config::new();
-        c.proxy_hosts.push(ProxyHost::new(
-            ["ok.test"],
-            vec![Upstream::new("127.0.0.1", 80)],
-        ));
+        let mut ok = ProxyHost::new(["ok.test"], vec![Upstream::new("127.0.0.1", 80)]);
+        ok.id = 7;
+        c.proxy_hosts.push(ok);
         let mut bad = ProxyHost::new(["bad host", "ok.test"], vec![Upstream::new("127.0.0.1", 0)]);
         bad.upstreams
             .push(Upstream::new("169.254.169.254", 80).weight(0));
@@ -1661,7 +1679,10 @@ mod tests {
             .iter()
             .find(|e| e.path == "proxy_hosts[1].domain_names[1]")
             .unwrap();
-        assert!(dup.message.contains("proxy_hosts[0]"), "{dup}");
+        assert_eq!(
+            dup.message,
+            "`ok.test` is already used by proxy host 7 (proxy_hosts[0])"
+        );
     }
 
     #[test]

@@ -545,7 +545,8 @@ fn check_model<'a>(config: &'a Config, check_regex: bool, errs: &mut Errors) -> 
                         errs.push(
                             format!("{p}.incoming_port"),
                             format!(
-                                "port {} is already used by stream {} (streams[{prev}])",
+                                "{} port {} is already used by stream {} (streams[{prev}])",
+                                if proto { "udp" } else { "tcp" },
                                 s.incoming_port,
                                 config.streams.get(prev).map_or(0, |o| o.id)
                             ),
@@ -1682,6 +1683,28 @@ mod tests {
         assert_eq!(
             dup.message,
             "`ok.test` is already used by proxy host 7 (proxy_hosts[0])"
+        );
+    }
+
+    #[test]
+    fn a_taken_stream_port_names_the_transport_and_the_owner() {
+        use crate::config::{Stream, StreamProtocol};
+        let mut c = Config::new();
+        for (id, protocol) in [(3, StreamProtocol::Tcp), (4, StreamProtocol::Both)] {
+            c.streams.push(Stream {
+                id,
+                incoming_port: 9000,
+                protocol,
+                upstreams: vec![Upstream::new("127.0.0.1", 80)],
+                ..Stream::default()
+            });
+        }
+        let reg = FilterRegistry::new();
+        let err = compile(&snap(c), opts(&reg)).unwrap_err();
+        let messages: Vec<String> = err.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            messages,
+            ["streams[1].incoming_port: tcp port 9000 is already used by stream 3 (streams[0])"]
         );
     }
 

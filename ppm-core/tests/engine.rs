@@ -376,6 +376,31 @@ async fn connect_failure_retries_on_another_upstream() {
         .any(|u| u.passive_down));
 }
 
+/// Reads an HTTP head, up to and including the blank line; `None` if the
+/// connection ends first.
+async fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).await.ok()?;
+        head.push(b[0]);
+    }
+    Some(head)
+}
+
+/// Sends a WebSocket upgrade for `ws.test` through `proxy`; returns the
+/// connection and the response head.
+async fn ws_open(proxy: SocketAddr) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(
+        b"GET /chat HTTP/1.1\r\nhost: ws.test\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut s).await.unwrap();
+    (s, String::from_utf8_lossy(&head).to_string())
+}
+
 /// A WebSocket upstream that answers an upgrade at once, then echoes every
 /// byte.
 ///
@@ -389,13 +414,8 @@ async fn ws_upstream() -> u16 {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if s.read_exact(&mut b).await.is_err() {
-                        return;
-                    }
-                    head.push(b[0]);
+                if read_head(&mut s).await.is_none() {
+                    return;
                 }
                 let _ = s
                     .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n")
@@ -427,19 +447,7 @@ async fn websocket_upgrade_passes_through() {
     c.proxy_hosts.push(off);
     let (_store, proxy) = start(c).await;
 
-    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    s.write_all(
-        b"GET /chat HTTP/1.1\r\nhost: ws.test\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_string();
+    let (mut s, head) = ws_open(proxy.addr).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     for i in 0..20 {
         let msg = format!("frame-{i}");
@@ -1152,23 +1160,8 @@ async fn websocket_upgrades_to_a_fast_upstream_all_hold() {
     // Unpatched Pingora 0.9.1 lost about one tunnel in a hundred here.
     let mut lost = Vec::new();
     for i in 0..300 {
-        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-        s.write_all(
-            b"GET /chat HTTP/1.1\r\nhost: ws.test\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
-        )
-        .await
-        .unwrap();
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            s.read_exact(&mut b).await.unwrap();
-            head.push(b[0]);
-        }
-        assert!(
-            head.starts_with(b"HTTP/1.1 101"),
-            "{}",
-            String::from_utf8_lossy(&head)
-        );
+        let (mut s, head) = ws_open(proxy.addr).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         let msg = format!("ping-{i}");
         s.write_all(msg.as_bytes()).await.unwrap();
         let mut got = vec![0u8; msg.len()];

@@ -66,13 +66,21 @@ function nodeState(n: NodeInfo) {
 
 export function Cluster({ stats, interval = 5000 }: { stats: boolean; interval?: number }) {
   const nodes = useLoad(() => api.get<NodesView>("/api/cluster/nodes"));
-  const traffic = useLoad(async () => (stats ? (await api.get<{ nodes: NodeTraffic[] }>("/api/stats/summary", { top: 1 })).nodes : []), [stats]);
-  useInterval(() => {
-    nodes.reload();
-    traffic.reload();
-  }, interval);
   const view = nodes.data;
-  if (!showsCluster(view) || !view) return null;
+  // A single SQLite node stays one: no card, and no polling for one.
+  const shown = showsCluster(view);
+  const traffic = useLoad(
+    async () => (stats && shown ? (await api.get<{ nodes: NodeTraffic[] }>("/api/stats/summary", { top: 1 })).nodes : []),
+    [stats, shown],
+  );
+  useInterval(
+    () => {
+      nodes.reload();
+      traffic.reload();
+    },
+    shown ? interval : null,
+  );
+  if (!shown || !view) return null;
   const rows = clusterRows(view, stats ? traffic.data ?? undefined : undefined);
   return (
     <section className="card cluster">

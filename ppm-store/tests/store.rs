@@ -224,6 +224,27 @@ async fn wait_for_revision(signal: &mut ChangeSignal, revision: u64, what: &str)
     }
 }
 
+/// Creates a host named `name` through `writer`; `watched`'s change signal
+/// must announce exactly that write's revision within five seconds, which
+/// is returned.
+async fn write_is_announced(
+    writer: &impl ConfigWriter,
+    watched: &impl ConfigStore,
+    name: &str,
+) -> u64 {
+    let mut signal = watched.watch().unwrap();
+    let c = writer
+        .create_proxy_host(&ctx(), ProxyHost::new([name], vec![]))
+        .await
+        .unwrap();
+    let rev = tokio::time::timeout(Duration::from_secs(5), signal.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rev, c.revision);
+    rev
+}
+
 /// Waits up to ten seconds for `done`, checking every 10 ms; fails naming
 /// `what`.
 async fn wait_until(what: &str, done: impl Fn() -> bool) {
@@ -1123,16 +1144,7 @@ async fn rollback_restores_earlier_snapshots_exactly<B: Backend>(b: Arc<B>) {
 
 async fn watch_fires_after_commit<B: Backend>(b: Arc<B>) {
     let store = b.fresh().await;
-    let mut signal = store.watch().unwrap();
-    let c = store
-        .create_proxy_host(&ctx(), ProxyHost::new(["w.example"], vec![]))
-        .await
-        .unwrap();
-    let rev = tokio::time::timeout(Duration::from_secs(5), signal.changed())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(rev, c.revision);
+    let rev = write_is_announced(&store, &store, "w.example").await;
     assert_eq!(store.load().await.unwrap().revision, rev);
 }
 
@@ -1884,16 +1896,8 @@ async fn postgres_lost_notifications_are_caught_up() {
             })
             .await;
             // A notification reaches the other store.
+            write_is_announced(&a, &b, "n1.example").await;
             let mut signal = b.watch().unwrap();
-            let c = a
-                .create_proxy_host(&ctx(), ProxyHost::new(["n1.example"], vec![]))
-                .await
-                .unwrap();
-            let rev = tokio::time::timeout(Duration::from_secs(5), signal.changed())
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(rev, c.revision);
 
             // Cut both stores' listening connections, write, and watch the
             // other store converge anyway.

@@ -35,13 +35,7 @@ impl Store {
         .bind((!user.must_change_password).then_some(now))
         .fetch_one(self.write_pool())
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                WriteError::field("email", format!("\"{}\" is already used", user.email))
-            } else {
-                e.into()
-            }
-        })
+        .map_err(|e| email_taken(e, &user.email))
     }
 
     /// Reads a user.
@@ -98,13 +92,7 @@ impl Store {
         .bind(timestamp())
         .fetch_optional(self.write_pool())
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                WriteError::field("email", format!("\"{}\" is already used", user.email))
-            } else {
-                e.into()
-            }
-        })?
+        .map_err(|e| email_taken(e, &user.email))?
         .ok_or(WriteError::NotFound {
             kind: EntityKind::User,
             id: user.id,
@@ -305,4 +293,14 @@ fn changed_a_row(rows: u64, kind: EntityKind, id: Id) -> Result<(), WriteError> 
         return Err(WriteError::NotFound { kind, id });
     }
     Ok(())
+}
+
+/// A unique violation on a user row is a taken email; anything else is a
+/// database error.
+fn email_taken(e: sqlx::Error, email: &str) -> WriteError {
+    if is_unique_violation(&e) {
+        WriteError::field("email", format!("\"{email}\" is already used"))
+    } else {
+        e.into()
+    }
 }
